@@ -112,6 +112,7 @@ class ModelConfig:
     disc_norm: str = "batch"  # batch | instance | layer | none
     ca_cnum: int = 64  # contextual-attention fine generator width
     ca_critic_channels: int = 32  # WGAN-GP critic width for the CA variant
+    vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
 
 
 @dataclass
@@ -231,13 +232,25 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+class _KeyProblem(Exception):
+    """Raised while building: a problem with one dotted key (the file is attached later)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats. Raises ConfigError."""
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
+    got = f"got {value!r} ({type(value).__name__})"
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
         for arm in typing.get_args(tp):
             if arm is type(None):
                 if value is None:
@@ -245,79 +258,72 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return _coerce(value, arm, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+            except _KeyProblem:
+                pass
+        arms = " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+        raise _KeyProblem(where, f"expected {arms}, {got}")
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list of {_type_name(item_tp)}, got {value!r}")
+            raise _KeyProblem(where, f"expected a list of {_type_name(item_tp)}, {got}")
         return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r} ({type(value).__name__})")
+        raise _KeyProblem(where, f"expected true or false, {got}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r} ({type(value).__name__})")
+        raise _KeyProblem(where, f"expected an integer, {got}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r} ({type(value).__name__})")
+        raise _KeyProblem(where, f"expected a number, {got}")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r} ({type(value).__name__})")
+        raise _KeyProblem(where, f"expected a string, {got}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
-    raise ConfigError(f"{where}: unsupported type {tp!r}")
+    raise _KeyProblem(where, f"unsupported type {tp!r}")
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, where: str = "") -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys for section '{cls.__name__}', got {data!r}")
+        raise _KeyProblem(where or "<top>", f"expected a mapping of keys for section {cls.__name__}, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        prefix = f"{where}." if where and not where.endswith(":") else where
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key; valid keys of this section are: {', '.join(names)}"
-        )
-    kwargs = {}
-    for name in names:
-        if name in data:
-            sub = f"{where}.{name}" if where and not where.endswith(":") else f"{where}{name}"
-            kwargs[name] = _coerce(data[name], hints[name], sub)
-    return cls(**kwargs)
+    for key in data:
+        if key not in names:
+            raise _KeyProblem(_join(where, str(key)), f"unknown key; valid keys here are: {', '.join(names)}")
+    return cls(**{n: _coerce(data[n], hints[n], _join(where, n)) for n in names if n in data})
 
 
-def _validate(cfg: ExperimentConfig, source: str) -> None:
+def _check_values(cfg: ExperimentConfig) -> None:
+    """Choices and ranges that a type alone cannot express."""
     for dotted, allowed in CHOICES.items():
         value = _get(cfg, dotted)
         if value not in allowed:
-            raise ConfigError(f"{source}: {dotted}: expected one of {', '.join(allowed)}, got {value!r}")
+            raise _KeyProblem(dotted, f"expected one of {', '.join(allowed)}, got {value!r}")
     for dotted, (lo, hi) in RANGES.items():
         value = _get(cfg, dotted)
         if value is None:
             continue
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-            raise ConfigError(f"{source}: {dotted}: expected a value in {bounds}, got {value!r}")
+            raise _KeyProblem(dotted, f"expected a value in {bounds}, got {value!r}")
     if len(cfg.data.panel_size) != 2 or min(cfg.data.panel_size) < 32:
-        raise ConfigError(f"{source}: data.panel_size: expected [H, W] with both >= 32, got {cfg.data.panel_size}")
-    if len(cfg.train.betas) != 2 or len(cfg.train.encoder_betas) != 2:
-        raise ConfigError(f"{source}: train.betas / train.encoder_betas: expected two numbers [beta1, beta2]")
+        raise _KeyProblem("data.panel_size", f"expected [H, W] with both >= 32, got {cfg.data.panel_size}")
+    for key in ("train.betas", "train.encoder_betas"):
+        if len(_get(cfg, key)) != 2:
+            raise _KeyProblem(key, "expected two numbers [beta1, beta2]")
     backbone = cfg.model.backbone
     if not (backbone == "efficientnet-lite0" or (backbone.startswith("efficientnet-b") and backbone[-1] in "01234567")):
-        raise ConfigError(
-            f"{source}: model.backbone: expected efficientnet-b0..efficientnet-b7 or efficientnet-lite0, got {backbone!r}"
-        )
+        raise _KeyProblem("model.backbone", f"expected efficientnet-b0..efficientnet-b7 or efficientnet-lite0, got {backbone!r}")
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -337,8 +343,17 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    """Read a YAML file with its includes resolved (included files first)."""
+def _record_origins(data: dict, source: str, origins: dict[str, str], prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = _join(prefix, str(key))
+        origins[dotted] = source
+        if isinstance(value, dict):
+            _record_origins(value, source, origins, dotted)
+
+
+def _read_yaml(path: Path, origins: dict[str, str], seen: tuple[Path, ...] = ()) -> dict:
+    """Read a YAML file with its includes resolved (included files first); ``origins`` maps each
+    dotted key to the file that set it last, so that errors name the right file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -355,7 +370,9 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         includes = [includes]
     merged: dict = {}
     for inc in includes:
-        merged = _deep_merge(merged, _read_yaml(path.parent / inc, seen + (path.resolve(),)))
+        merged = _deep_merge(merged, _read_yaml(path.parent / inc, origins, seen + (path.resolve(),)))
+    label = f"{path} (included from {seen[-1]})" if seen else str(path)
+    _record_origins(data, label, origins)
     return _deep_merge(merged, data)
 
 
@@ -373,7 +390,9 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict, overrides: list[str] | dict[str, Any] | None) -> dict:
+def apply_overrides(
+    data: dict, overrides: list[str] | dict[str, Any] | None, origins: dict[str, str] | None = None
+) -> dict:
     """Apply dotted overrides (``["train.lr=1e-3"]`` or ``{"train.lr": 1e-3}``) to a raw config dict."""
     data = copy.deepcopy(data)
     if not overrides:
@@ -387,15 +406,30 @@ def apply_overrides(data: dict, overrides: list[str] | dict[str, Any] | None) ->
             if not isinstance(node, dict):
                 raise ConfigError(f"override {'.'.join(parts)}: '{part}' is not a section")
         node[parts[-1]] = value
+        if origins is not None:
+            origins[".".join(parts)] = "override"
     return data
 
 
-def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
-    """Build and validate an ExperimentConfig from a raw dict; errors name ``source``."""
+def config_from_dict(data: dict, source: str = "<dict>", origins: dict[str, str] | None = None) -> ExperimentConfig:
+    """Build and validate an ExperimentConfig from a raw dict.
+
+    Errors name the file that set the offending key (``origins``: dotted key -> file), else ``source``.
+    """
     data = dict(data)
     data.pop("include", None)
-    cfg = _build(ExperimentConfig, data, f"{source}: ")
-    _validate(cfg, source)
+    try:
+        cfg = _build(ExperimentConfig, data)
+        _check_values(cfg)
+    except _KeyProblem as exc:
+        key = exc.key.split("[")[0]
+        where = source
+        parts = key.split(".")
+        for i in range(len(parts), 0, -1):  # the most specific key that has a recorded origin
+            if origins and ".".join(parts[:i]) in origins:
+                where = origins[".".join(parts[:i])]
+                break
+        raise ConfigError(f"{where}: {exc.key}: {exc.message}") from None
     return cfg
 
 
@@ -407,16 +441,15 @@ def load_config(
     ``path`` may be relative to the current directory or to the repository root.
     """
     data: dict = {}
+    origins: dict[str, str] = {}
     source = "<defaults>"
     if path is not None:
         p = Path(path)
         if not p.is_file() and (REPO_ROOT / p).is_file():
             p = REPO_ROOT / p
-        data = _read_yaml(p)
+        data = _read_yaml(p, origins)
         source = str(path)
-    if overrides:
-        source += " (with overrides)"
-    return config_from_dict(apply_overrides(data, overrides), source)
+    return config_from_dict(apply_overrides(data, overrides, origins), source, origins)
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -1,0 +1,870 @@
+"""Evaluation of trained runs: kit protocol, original protocol, context gain, identity accuracy, results table.
+
+Implements DESIGN.md 7 on a run directory written by ``ssuper_lib.train``:
+
+* **Kit protocol.** On the test split (by series), faces generated from panel context as G(mu) (the
+  fine face for the contextual-attention variant): per-image PSNR and SSIM with bootstrap intervals,
+  PSNR of the panel with the face pasted back, pooled FID and KID through torch-fidelity (Inception
+  weights resolved by :func:`ssuper_lib.metrics.resolve_inception_weights`, or "unavailable: ..."), and
+  the FID of prior samples G(z), z ~ N(0, I), reported separately.
+* **Context gain.** The same model scored again with the context panels (p1, p2) taken from a sample of
+  another test series (a seeded derangement across series; the masked panel stays). The paired
+  difference of per-image PSNR and of identity correctness, with a paired bootstrap interval, overall
+  and split by whether the masked character appears in p1 or p2 (synthetic ground truth). A gain that
+  exists only when the character is in context is identity transfer.
+* **Identity accuracy** (synthetic data). Characters are per series, so a classifier trained on the
+  training series cannot name test characters. The classifier is therefore trained on *true* test faces
+  by 2-fold cross-fitting: the evaluated samples are split in two folds (seeded); a small CNN trained on
+  the true faces of one fold names the characters of the other fold's generated faces (true context and
+  shuffled context) and true faces. No evaluated target face is ever in the training set of the
+  classifier that scores it. Its accuracy on the held-out true faces is the ceiling. Classifiers are
+  cached by a hash of their training data and settings.
+* **Original protocol** (REFERENCE.md 5), labelled as such everywhere: PSNR of batches of 64 averaged
+  over batches (G(mu) for the GAN variants, a sampled z for SSuperVAE, batch 1 for the CA fine face as
+  the original scripts), and the per-batch FID of prior samples against batch-averaged real statistics.
+
+Every number in a row carries its sample count, the evaluation seed and the checkpoint step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from . import metrics as M
+from .config import REPO_ROOT, ExperimentConfig, resolve_path
+
+__all__ = [
+    "evaluate_run",
+    "evaluate_runs",
+    "results_table",
+    "write_results",
+    "latest_run",
+    "latest_runs",
+    "model_label",
+    "checkpoint_step",
+    "derangement_across_groups",
+    "IdentityClassifier",
+    "cross_fit_identity",
+    "RunBrowser",
+    "plot_context_gain",
+    "plot_results_table",
+]
+
+ORIGINAL_PROTOCOL = "original protocol"
+FID_ORIG_BATCH = 256  # per-batch FID batch of the original protocol (REFERENCE.md 5.2: 128-256)
+
+_ENCODER_NAMES = {"plain": "Plain", "lstm": "LSTM", "bilstm": "Bi-LSTM", "convlstm": "ConvLSTM"}
+_VARIANT_NAMES = {
+    "ssupervae": "SSuperVAE",
+    "ssupergan": "SSuperGAN",
+    "ssuperglobalgan": "SSuperGlobalGAN",
+    "ssupervae_ca": "SSuperVAE with Contextual Attention",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------------
+
+
+def model_label(cfg: ExperimentConfig) -> str:
+    """The original table's model name, e.g. "Bi-LSTM-SSuperGAN"."""
+    return f"{_ENCODER_NAMES.get(cfg.model.seq_encoder, cfg.model.seq_encoder)}-{_VARIANT_NAMES.get(cfg.model.variant, cfg.model.variant)}"
+
+
+def latest_run(name: str, runs_root: str | Path = "runs") -> Path | None:
+    """The newest run directory ``runs/<NNNNN>-<name>/`` holding a checkpoint, or None."""
+    root = resolve_path(runs_root)
+    if not root.is_dir():
+        return None
+    found = []
+    for d in root.iterdir():
+        num, _, rest = d.name.partition("-")
+        if d.is_dir() and rest == name and num.isdigit() and (d / "checkpoints" / "latest.pt").is_file():
+            found.append((int(num), d))
+    return max(found)[1] if found else None
+
+
+def latest_runs(configs: Sequence[str | Path], runs_root: str | Path = "runs") -> dict[str, Path | None]:
+    """{config path: newest run of that config's ``name`` (or None)} for each config file."""
+    from .config import load_config
+
+    return {str(c): latest_run(load_config(c).name, runs_root) for c in configs}
+
+
+def checkpoint_step(run_dir: str | Path) -> int | None:
+    """Training step of the run's latest checkpoint (from the checkpoint, else metrics.jsonl), or None."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    if ckpt.is_file():
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(state, dict) and "step" in state:
+                return int(state["step"])
+        except Exception:  # noqa: BLE001 - fall back to the log
+            pass
+    log = run_dir / "metrics.jsonl"
+    if log.is_file():
+        steps = [json.loads(line).get("step") for line in log.read_text().splitlines() if line.strip()]
+        steps = [s for s in steps if s is not None]
+        if steps:
+            return int(max(steps))
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Context shuffling
+# --------------------------------------------------------------------------------------------------
+
+
+def derangement_across_groups(groups: Sequence[str], seed: int = 0) -> np.ndarray:
+    """For each item i a partner j with ``groups[j] != groups[i]`` (seeded, uniform over the other groups'
+    items). Raises ValueError when there are fewer than two groups."""
+    groups = np.asarray([str(g) for g in groups])
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        raise ValueError(f"context shuffling needs samples of at least two series, got {list(uniq)}")
+    rng = np.random.default_rng([seed, 7919])
+    partner = np.empty(len(groups), dtype=np.int64)
+    for g in uniq:
+        mine = np.flatnonzero(groups == g)
+        others = np.flatnonzero(groups != g)
+        partner[mine] = others[rng.integers(0, len(others), size=len(mine))]
+    return partner
+
+
+class _PairedSamples(Dataset):
+    """Item i: the dataset's sample ``indices[i]`` plus ``panels_shuffled``, the same panels with the context
+    panels replaced by those of sample ``partners[i]`` (the masked panel stays)."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int], partners: Sequence[int] | None, masked_pos: int):
+        self.base, self.indices, self.partners, self.masked_pos = base, list(indices), partners, masked_pos
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[self.indices[i]])
+        item["pos"] = i
+        if self.partners is not None:
+            other = self.base[self.indices[self.partners[i]]]["panels"]  # (S, 3, H, W)
+            shuffled = other.clone()
+            shuffled[self.masked_pos] = item["panels"][self.masked_pos]
+            item["panels_shuffled"] = shuffled
+        return item
+
+
+def _collate(items: list[dict]) -> dict:
+    out = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        out[k] = torch.stack(vals) if torch.is_tensor(vals[0]) else vals
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, mask_coords: torch.Tensor,
+                   sample_z: bool = False, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Faces from panel context: {"mu", "face"} with face = G(mu) (or G(z), z ~ q(z|panels), when
+    ``sample_z``); for the contextual-attention variant "face" is the refined fine face and "coarse" G(mu)."""
+    from .models.sequence import reparameterize
+
+    mu, log_sigma = model.encode(panels)  # (B, latent) each
+    z = reparameterize(mu, log_sigma, generator=generator) if sample_z else mu
+    face = model.generate(z)  # (B, 3, 64, 64)
+    out = {"mu": mu, "face": face}
+    if getattr(model, "refiner", None) is not None:
+        refined = model.refine(panels, face, mask, mask_coords)
+        out["coarse"] = face
+        out["face"] = refined["fine_face"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity classifier
+# --------------------------------------------------------------------------------------------------
+
+
+class IdentityClassifier(nn.Module):
+    """Small CNN naming the character of a 64x64 face: 3 stride-2 conv blocks, global pooling, Linear."""
+
+    def __init__(self, n_classes: int, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, 3, 2, 1), nn.BatchNorm2d(w), nn.ReLU(inplace=True),  # (B, w, 32, 32)
+            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),  # (B, 2w, 16, 16)
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),  # (B, 4w, 8, 8)
+            nn.Conv2d(4 * w, 4 * w, 3, 1, 1), nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),  # (B, 4w, 1, 1)
+        )
+        self.head = nn.Linear(4 * w, n_classes)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(faces).flatten(1))  # (B, n_classes) logits
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to 4 px (reflect padding) and brightness jitter: (B, 3, 64, 64) -> same."""
+    B, _, H, W = x.shape
+    pad = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    dy = torch.randint(0, 9, (B,), generator=gen)
+    dx = torch.randint(0, 9, (B,), generator=gen)
+    out = torch.stack([pad[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
+    scale = 1.0 + 0.2 * (torch.rand(B, 1, 1, 1, generator=gen) - 0.5)
+    return (out * scale).clamp(-1, 1)
+
+
+def _u8_to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 127.5 - 1.0
+
+
+def train_identity_classifier(faces_u8: torch.Tensor, labels: torch.Tensor, n_classes: int, epochs: int = 30,
+                              seed: int = 0, batch_size: int = 64) -> IdentityClassifier:
+    """Train :class:`IdentityClassifier` on uint8 faces (N, 3, 64, 64) with integer labels (N,). CPU, seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = IdentityClassifier(n_classes)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    steps = max(1, epochs * math.ceil(len(faces_u8) / batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    x_all = _u8_to_float(faces_u8)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x_all), generator=gen)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            if len(idx) < 2:
+                continue
+            loss = F.cross_entropy(net(_augment(x_all[idx], gen)), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def _predict(net: IdentityClassifier, faces_u8: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    preds = [net(_u8_to_float(faces_u8[s : s + batch_size])).argmax(1) for s in range(0, len(faces_u8), batch_size)]
+    return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+
+
+def cross_fit_identity(
+    true_faces_u8: torch.Tensor,
+    characters: Sequence[str | None],
+    to_classify: dict[str, torch.Tensor],
+    seed: int = 0,
+    epochs: int = 30,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """2-fold cross-fitted identity predictions (see the module docstring).
+
+    ``true_faces_u8`` (N, 3, 64, 64) uint8 true faces with their ``characters`` (None = unknown, never
+    used for training). ``to_classify``: named uint8 face sets aligned with the samples (e.g. generated
+    faces). Returns {"fold": (N,), "pred_true": (N,) str|None, "pred_<name>": ...,
+    "n_classes", "n_train": [n fold 0 training, n fold 1 training], "cached": [bool, bool]}.
+    Classifiers are cached in ``cache_dir`` under a hash of their training faces, labels and settings.
+    """
+    n = len(true_faces_u8)
+    known = np.array([c is not None for c in characters])
+    classes = sorted({c for c in characters if c is not None})
+    cls_index = {c: i for i, c in enumerate(classes)}
+    rng = np.random.default_rng([seed, 104729])
+    fold = np.zeros(n, dtype=np.int64)
+    fold[rng.permutation(n)[: n // 2]] = 1
+    out: dict[str, Any] = {"fold": fold, "n_classes": len(classes), "n_train": [], "cached": []}
+    names = ["true"] + list(to_classify)
+    preds = {k: np.array([None] * n, dtype=object) for k in names}
+    for k in (0, 1):
+        train_idx = np.flatnonzero((fold != k) & known)
+        test_idx = np.flatnonzero(fold == k)
+        out["n_train"].append(int(len(train_idx)))
+        if len(train_idx) < 2 or len(test_idx) == 0 or len(classes) < 2:
+            out["cached"].append(False)
+            continue
+        x = true_faces_u8[train_idx].contiguous()
+        y = torch.tensor([cls_index[characters[i]] for i in train_idx], dtype=torch.int64)
+        h = hashlib.sha256()
+        h.update(x.numpy().tobytes())
+        h.update(repr((y.tolist(), classes, epochs, seed + k, "IdentityClassifier-v1")).encode())
+        path = Path(cache_dir) / f"identity_{h.hexdigest()[:20]}.pt" if cache_dir is not None else None
+        net = IdentityClassifier(len(classes))
+        if path is not None and path.is_file():
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            net.eval()
+            out["cached"].append(True)
+        else:
+            net = train_identity_classifier(x, y, len(classes), epochs=epochs, seed=seed + k)
+            out["cached"].append(False)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save(net.state_dict(), tmp)
+                os.replace(tmp, path)
+        for name in names:
+            faces = true_faces_u8 if name == "true" else to_classify[name]
+            p = _predict(net, faces[test_idx].contiguous())
+            preds[name][test_idx] = [classes[j] for j in p]
+    for name in names:
+        out[f"pred_{name}"] = preds[name]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate_run
+# --------------------------------------------------------------------------------------------------
+
+
+def _device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _ci_fields(prefix: str, s: dict) -> dict:
+    return {prefix: s["mean"], f"{prefix}_lo": s["lo"], f"{prefix}_hi": s["hi"], f"{prefix}_n": s["n"]}
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    max_samples: int | None = None,
+    seed: int = 0,
+    *,
+    device: str | None = None,
+    fid: bool | None = None,
+    fid_weights: str | None = None,
+    allow_download: bool = True,
+    prior_samples: int | None = None,
+    n_boot: int | None = None,
+    identity: bool = True,
+    identity_epochs: int = 30,
+    context_gain: bool = True,
+    num_workers: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the latest checkpoint of ``run_dir`` on ``split``; returns one flat results row (a dict).
+
+    ``max_samples`` (default ``eval.max_samples`` of the run's config, -1 = all) evaluates a seeded random
+    subset. ``fid`` (default ``eval.fid``) turns FID/KID on; the Inception weights come from
+    ``fid_weights`` / ``eval.fid_weights`` / $SSUPER_INCEPTION_WEIGHTS / the cache / a download (when
+    ``allow_download``), else the FID entries read "unavailable: ...". Per-sample values are written to
+    ``<run_dir>/eval/per_sample_<split>_seed<seed>.csv`` (path in the row's ``per_sample_path``).
+    """
+    import pandas as pd
+
+    from .data.datasets import PanelSequenceDataset, match_ground_truth
+    from .train import load_run
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    dev = _device(device)
+    cfg, model = load_run(run_dir, device=str(dev))
+    model.eval()
+    ecfg = cfg.eval
+    fid = ecfg.fid if fid is None else fid
+    n_boot = ecfg.n_bootstrap if n_boot is None else n_boot
+    prior_samples = ecfg.prior_samples if prior_samples is None else prior_samples
+    if max_samples is None:
+        max_samples = ecfg.max_samples if ecfg.max_samples >= 0 else None
+    data_root = resolve_path(cfg.data.sequence_path).parent
+    cache_dir = Path(cache_dir) if cache_dir is not None else data_root / "eval_cache"
+    step = checkpoint_step(run_dir)
+
+    ds = PanelSequenceDataset.from_config(cfg.data, split=split, return_gt_panel=True, augment=False)
+    if len(ds) == 0:
+        raise ValueError(f"{run_dir}: the {split} split of {cfg.data.sequence_path} holds no samples")
+    indices = np.arange(len(ds))
+    if max_samples is not None and max_samples < len(ds):
+        indices = np.sort(np.random.default_rng([seed, 31337]).choice(len(ds), size=max_samples, replace=False))
+    series = [ds.samples[i].series for i in indices]
+    masked_pos = -1 if cfg.data.panel_order == "chronological" else 0
+
+    gain_reason = ""
+    partners = None
+    if context_gain:
+        try:
+            partners = derangement_across_groups(series, seed=seed)
+        except ValueError as exc:
+            gain_reason = str(exc)
+    else:
+        gain_reason = "context gain not requested"
+
+    loader = DataLoader(_PairedSamples(ds, indices, partners, masked_pos), batch_size=ecfg.batch_size,
+                        shuffle=False, num_workers=num_workers, collate_fn=_collate)
+    n = len(indices)
+    true_u8 = torch.zeros(n, 3, cfg.data.face_size, cfg.data.face_size, dtype=torch.uint8)
+    gen_u8 = torch.zeros_like(true_u8)
+    shuf_u8 = torch.zeros_like(true_u8) if partners is not None else None
+    psnr = np.zeros(n)
+    ssim = np.zeros(n)
+    panel_psnr = np.zeros(n)
+    psnr_shuf = np.full(n, np.nan)
+    ssim_shuf = np.full(n, np.nan)
+    orig_gen = []  # faces for the original-protocol PSNR (float, order of the dataset)
+    orig_true = []
+    is_vae = cfg.model.variant == "ssupervae"
+    zgen = torch.Generator(device=dev).manual_seed(seed)
+    it = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(loader, desc=f"evaluate {run_dir.name}", leave=False)
+    for batch in it:
+        pos = np.asarray(batch["pos"], dtype=np.int64)  # positions in the evaluated subset
+        pos_t = torch.from_numpy(pos)
+        panels = batch["panels"].to(dev)  # (B, S, 3, H, W)
+        mask, coords = batch["mask"].to(dev), batch["mask_coords"].to(dev)
+        face = batch["face"]  # (B, 3, 64, 64)
+        out = generate_faces(model, panels, mask, coords)
+        g = out["face"].float().cpu()
+        psnr[pos] = M.psnr_per_image(g, face)
+        ssim[pos] = M.ssim_per_image(g, face)
+        panel_psnr[pos] = M.panel_psnr_per_image(batch["gt_panel"], g, batch["mask_coords"])
+        true_u8[pos_t] = M.to_uint8(face)
+        gen_u8[pos_t] = M.to_uint8(g)
+        # original protocol: GAN variants G(mu); SSuperVAE a sampled z (REFERENCE.md 5.1)
+        orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen)["face"].float().cpu()
+                        if is_vae else g)
+        orig_true.append(face)
+        if partners is not None:
+            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords)["face"].float().cpu()
+            psnr_shuf[pos] = M.psnr_per_image(gs, face)
+            ssim_shuf[pos] = M.ssim_per_image(gs, face)
+            shuf_u8[pos_t] = M.to_uint8(gs)
+
+    row: dict[str, Any] = {
+        "run": run_dir.name,
+        "run_dir": str(run_dir),
+        "model": model_label(cfg),
+        "variant": cfg.model.variant,
+        "seq_encoder": cfg.model.seq_encoder,
+        "latent": cfg.model.latent_dim,
+        "lstm_hidden": cfg.model.lstm_hidden if cfg.model.seq_encoder != "plain" else None,
+        "embed": cfg.model.embed_dim,
+        "backbone": cfg.model.backbone,
+        "checkpoint_step": step,
+        "eval_seed": seed,
+        "split": split,
+        "n": n,
+        "n_series": len(set(series)),
+    }
+    bs = dict(n_boot=n_boot, ci=ecfg.ci, seed=seed)
+    row.update(_ci_fields("psnr", M.summarize(psnr, **bs)))
+    row.update(_ci_fields("ssim", M.summarize(ssim, **bs)))
+    row.update(_ci_fields("panel_psnr", M.summarize(panel_psnr, **bs)))
+
+    # ---- original protocol PSNR
+    orig_batch = 1 if cfg.model.variant == "ssupervae_ca" else ecfg.batch_size
+    po = M.psnr_original_protocol(torch.cat(orig_gen), torch.cat(orig_true), batch_size=orig_batch)
+    row.update({"psnr_orig": po["psnr"], "psnr_orig_batches": po["n_batches"], "psnr_orig_batch_size": orig_batch,
+                "psnr_orig_n": po["n"], "psnr_orig_input": "G(z~q)" if is_vae else "G(mu)"})
+    del orig_gen, orig_true
+
+    # ---- FID / KID (kit) and prior FID; original-protocol FID
+    prior_u8 = None
+    if prior_samples and prior_samples > 0:
+        with torch.no_grad():
+            pg = torch.Generator(device=dev).manual_seed(seed + 1)
+            chunks = [model.sample(min(ecfg.batch_size, prior_samples - s), generator=pg).float().cpu()
+                      for s in range(0, prior_samples, ecfg.batch_size)]
+        prior_u8 = M.to_uint8(torch.cat(chunks))
+    row.update(_fid_fields(true_u8, gen_u8, prior_u8, fid, fid_weights or ecfg.fid_weights, allow_download,
+                           ecfg, cache_dir, seed))
+
+    # ---- identity (synthetic ground truth) and context gain
+    per = pd.DataFrame({
+        "index": indices, "series": series, "panel": [ds.samples[i].panels[-1] for i in indices],
+        "face_box": [" ".join(map(str, ds.samples[i].faces[-1])) for i in indices],
+        "psnr": psnr, "ssim": ssim, "panel_psnr": panel_psnr, "psnr_shuffled": psnr_shuf, "ssim_shuffled": ssim_shuf,
+        "partner": (indices[partners] if partners is not None else np.full(n, -1)),
+    })
+    gt_csv = cfg.data.ground_truth_path
+    have_gt = bool(gt_csv) and resolve_path(gt_csv).is_file()
+    if have_gt:
+        gt = match_ground_truth([ds.samples[i] for i in indices], resolve_path(gt_csv))
+        per["character"] = [g["target_character"] for g in gt]
+        masked = len(ds.samples[indices[0]].panels) - 1
+        per["in_context"] = [g["target_character"] is not None and
+                             any(g["target_character"] in cs for j, cs in enumerate(g["context_characters"]) if j != masked)
+                             for g in gt]
+    else:
+        per["character"] = None
+        per["in_context"] = np.nan
+    row["identity_reason"] = ""
+    if identity and have_gt:
+        sets = {"gen": gen_u8}
+        if shuf_u8 is not None:
+            sets["shuffled"] = shuf_u8
+        ident = cross_fit_identity(true_u8, list(per["character"]), sets, seed=seed, epochs=identity_epochs,
+                                   cache_dir=cache_dir)
+        per["fold"] = ident["fold"]
+        for k in ["true"] + list(sets):
+            per[f"id_pred_{k}"] = ident[f"pred_{k}"]
+        known = per["character"].notna() & per["id_pred_true"].notna()
+        for k, col in (("ceiling", "id_pred_true"), ("", "id_pred_gen"), ("shuffled", "id_pred_shuffled")):
+            if col not in per:
+                continue
+            correct = (per.loc[known, col] == per.loc[known, "character"]).to_numpy(np.float64)
+            name = "id_acc" + (f"_{k}" if k else "")
+            row.update(_ci_fields(name, M.summarize(correct, **bs)))
+        row["id_classes"] = ident["n_classes"]
+        row["id_train_n"] = "/".join(map(str, ident["n_train"]))
+        row["id_chance"] = 1.0 / max(ident["n_classes"], 1)
+    else:
+        row["identity_reason"] = "no ground truth (synthetic data only)" if not have_gt else "identity not requested"
+
+    row["context_gain_reason"] = gain_reason
+    if partners is not None:
+        row.update(_ci_fields("gain_psnr", M.paired_difference(psnr, psnr_shuf, **bs)))
+        row.update(_ci_fields("gain_ssim", M.paired_difference(ssim, ssim_shuf, **bs)))
+        if have_gt:
+            inctx = per["in_context"].to_numpy(bool)
+            row.update(_ci_fields("gain_psnr_in_ctx", M.paired_difference(psnr[inctx], psnr_shuf[inctx], **bs)))
+            row.update(_ci_fields("gain_psnr_not_in_ctx", M.paired_difference(psnr[~inctx], psnr_shuf[~inctx], **bs)))
+            if "id_pred_shuffled" in per:
+                known = per["character"].notna().to_numpy() & per["id_pred_gen"].notna().to_numpy()
+                c_true = (per["id_pred_gen"] == per["character"]).to_numpy(np.float64)
+                c_shuf = (per["id_pred_shuffled"] == per["character"]).to_numpy(np.float64)
+                row.update(_ci_fields("gain_id", M.paired_difference(c_true[known], c_shuf[known], **bs)))
+                for tag, sel in (("in_ctx", inctx), ("not_in_ctx", ~inctx)):
+                    s = known & sel
+                    row.update(_ci_fields(f"gain_id_{tag}", M.paired_difference(c_true[s], c_shuf[s], **bs)))
+
+    out_dir = run_dir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_path = out_dir / f"per_sample_{split}_seed{seed}.csv"
+    per.to_csv(per_path, index=False)
+    row["per_sample_path"] = str(per_path)
+    row["ci"] = ecfg.ci
+    row["n_boot"] = n_boot
+    row["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    with open(out_dir / f"row_{split}_seed{seed}.json", "w") as f:
+        json.dump(row, f, indent=1, default=_json_default)
+    return row
+
+
+def evaluate_runs(run_dirs: Sequence[str | Path], reuse: bool = True, split: str = "test", seed: int = 0,
+                  progress: bool = True, **kwargs) -> list[dict]:
+    """:func:`evaluate_run` for several runs. With ``reuse``, a run's saved row
+    (``<run>/eval/row_<split>_seed<seed>.json``) is returned instead when it was computed from the same
+    checkpoint step with the same settings and the same Inception-weights availability."""
+    rows = []
+    for rd in run_dirs:
+        rd = Path(rd)
+        key = _settings_key(rd, split, seed, kwargs)
+        saved = rd / "eval" / f"row_{split}_seed{seed}.json"
+        if reuse and saved.is_file():
+            row = json.loads(saved.read_text())
+            if row.get("settings_key") == key:
+                rows.append(row)
+                continue
+        row = evaluate_run(rd, split=split, seed=seed, progress=progress, **kwargs)
+        row["settings_key"] = key
+        saved.write_text(json.dumps(row, indent=1, default=_json_default))
+        rows.append(row)
+    return rows
+
+
+def _settings_key(run_dir: Path, split: str, seed: int, kwargs: dict) -> str:
+    explicit = kwargs.get("fid_weights")
+    weights = M.resolve_inception_weights(explicit, allow_download=False)
+    facts = {"step": checkpoint_step(run_dir), "split": split, "seed": seed, "weights": weights.source,
+             **{k: v for k, v in sorted(kwargs.items()) if k not in ("progress", "num_workers")}}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    return str(o)
+
+
+def _fid_fields(true_u8, gen_u8, prior_u8, fid, weights_path, allow_download, ecfg, cache_dir, seed) -> dict:
+    """FID/KID entries of a row (kit: pooled; original protocol: per-batch on prior samples)."""
+    n_prior = 0 if prior_u8 is None else len(prior_u8)
+    out: dict[str, Any] = {"fid_n": len(gen_u8), "fid_real_n": len(true_u8), "fid_prior_n": n_prior}
+    if not fid:
+        msg = M.unavailable("FID/KID turned off (eval.fid = false)")
+        out.update({"fid": msg, "kid": msg, "kid_std": msg, "fid_prior": msg, "fid_orig": msg, "fid_weights": ""})
+        return out
+    weights = M.resolve_inception_weights(weights_path, allow_download=allow_download, source_name="config")
+    out["fid_weights"] = weights.source
+    common = dict(kid_subset_size=ecfg.kid_subset_size, batch_size=ecfg.batch_size,
+                  cache_root=Path(cache_dir) / "fidelity", seed=seed)
+    if len(true_u8) < 2:
+        msg = M.unavailable(f"FID needs at least 2 samples, got {len(true_u8)}")
+        out.update({"fid": msg, "kid": msg, "kid_std": msg, "fid_prior": msg, "fid_orig": msg})
+        return out
+    r = M.fid_kid_or_unavailable(true_u8, gen_u8, weights, **common)
+    out.update({"fid": r["fid"], "kid": r["kid_mean"], "kid_std": r["kid_std"], "kid_subset_size": r["kid_subset_size"]})
+    if prior_u8 is None or n_prior < 2:
+        msg = M.unavailable("no prior samples requested (eval.prior_samples = 0)")
+        out.update({"fid_prior": msg, "fid_orig": msg})
+        return out
+    rp = M.fid_kid_or_unavailable(true_u8, prior_u8, weights, kid=False, fake_cache_name="auto", **common)
+    out["fid_prior"] = rp["fid"]
+    if not weights.available:
+        out["fid_orig"] = M.unavailable(weights.reason)
+        return out
+    # the original protocol reuses the Inception features torch-fidelity just cached (same images, same net)
+    f_real = M.cached_features(common["cache_root"], M.images_cache_name(true_u8))
+    f_prior = M.cached_features(common["cache_root"], M.images_cache_name(prior_u8, prefix="ssuper-fake"))
+    if f_real is None:
+        f_real = M.extract_features(true_u8, weights_path=weights.path, batch_size=ecfg.batch_size)
+    if f_prior is None:
+        f_prior = M.extract_features(prior_u8, weights_path=weights.path, batch_size=ecfg.batch_size)
+    fo = M.fid_original_protocol(f_real, f_prior, real_batch_size=FID_ORIG_BATCH, fake_batch_size=FID_ORIG_BATCH)
+    out.update({"fid_orig": fo["fid"], "fid_orig_batches": fo["n_batches"], "fid_orig_batch_size": FID_ORIG_BATCH})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Results table
+# --------------------------------------------------------------------------------------------------
+
+
+def _fmt_ci(row: dict, key: str, digits: int = 2, pct: bool = False) -> str:
+    v = row.get(key)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, str):
+        return "unavailable" if M.is_unavailable(v) else v
+    scale = 100.0 if pct else 1.0
+    lo, hi, n = row.get(f"{key}_lo"), row.get(f"{key}_hi"), row.get(f"{key}_n")
+    s = f"{v * scale:.{digits}f}"
+    if lo is not None and isinstance(lo, float) and math.isfinite(lo):
+        s += f" [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+    if n is not None:
+        s += f" (n={n})"
+    return s
+
+
+def _fmt_num(v: Any, digits: int = 2, n: Any = None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, str):
+        return "unavailable" if M.is_unavailable(v) else v
+    s = f"{v:.{digits}f}"
+    return s + (f" (n={n})" if n is not None else "")
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def results_table(rows: Sequence[dict]) -> "pandas.DataFrame":  # noqa: F821
+    """Display table like the original's Figure 2 (model, latent, LSTM hidden, embedding, PSNR, FID), with
+    both protocols and the context gain; every number carries its sample count; seed and checkpoint step
+    are columns. Values are formatted strings ("unavailable" where a metric could not be computed)."""
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        out.append({
+            "Model": r["model"],
+            "Latent": r["latent"],
+            "LSTM hidden": "-" if r.get("lstm_hidden") in (None, "") or (isinstance(r.get("lstm_hidden"), float) and math.isnan(r["lstm_hidden"])) else int(r["lstm_hidden"]),
+            "Embed": r["embed"],
+            "PSNR (kit)": _fmt_ci(r, "psnr"),
+            "SSIM (kit)": _fmt_ci(r, "ssim", 3),
+            "Panel PSNR (kit)": _fmt_ci(r, "panel_psnr"),
+            "FID (kit)": _fmt_num(r.get("fid"), 1, r.get("fid_n")),
+            "KID x1e3 (kit)": _fmt_num(r["kid"] * 1e3, 2, r.get("fid_n")) if isinstance(r.get("kid"), float) else _fmt_num(r.get("kid")),
+            "Prior FID (kit)": _fmt_num(r.get("fid_prior"), 1, r.get("fid_prior_n")),
+            "PSNR (original protocol)": _fmt_num(r.get("psnr_orig"), 2, r.get("psnr_orig_n")),
+            "FID (original protocol)": _fmt_num(r.get("fid_orig"), 1, r.get("fid_prior_n")),
+            "Context gain dB": _fmt_ci(r, "gain_psnr"),
+            "Gain, char in context": _fmt_ci(r, "gain_psnr_in_ctx"),
+            "Gain, char not in context": _fmt_ci(r, "gain_psnr_not_in_ctx"),
+            "Identity acc % (true ctx)": _fmt_ci(r, "id_acc", 1, pct=True),
+            "Identity acc % (shuffled ctx)": _fmt_ci(r, "id_acc_shuffled", 1, pct=True),
+            "Identity ceiling % / chance %": _pct(r.get("id_acc_ceiling")) + " / " + _pct(r.get("id_chance")),
+            "Identity gain %": _fmt_ci(r, "gain_id", 1, pct=True),
+            "Seed": r.get("eval_seed"),
+            "Step": r.get("checkpoint_step"),
+        })
+    return pd.DataFrame(out)
+
+
+def write_results(rows: Sequence[dict], stats_dir: str | Path = "data_stats", figures_dir: str | Path = "figures",
+                  figure_name: str = "05_results_table") -> dict[str, Path]:
+    """data_stats/results.csv (raw rows, numbers and "unavailable: ..." strings), data_stats/results.md
+    (the display table and the FID notes) and the rendered PNG figures/<figure_name>.png."""
+    import pandas as pd
+
+    from .viz import save_figure
+
+    stats_dir, figures_dir = resolve_path(stats_dir), resolve_path(figures_dir)
+    stats_dir.mkdir(parents=True, exist_ok=True)
+    raw = pd.DataFrame(list(rows))
+    csv = stats_dir / "results.csv"
+    raw.to_csv(csv, index=False)
+    table = results_table(rows)
+    notes = [
+        "",
+        "Kit protocol: test split by series, G(mu), per-image PSNR/SSIM mean [bootstrap CI] (n = faces); "
+        "FID/KID pooled over all test faces (torch-fidelity Inception, uint8); prior FID on G(z), z ~ N(0, I).",
+        "Original protocol (REFERENCE.md 5): batch-of-64 PSNR averaged over batches; per-batch FID of prior "
+        f"samples (batches of {FID_ORIG_BATCH}) against batch-averaged real statistics. Not comparable with "
+        "standard FID nor with the original table's numbers (other data).",
+        "Context gain: PSNR(true context) - PSNR(context panels from another series), paired bootstrap CI.",
+    ]
+    seen = set()
+    for r in rows:
+        for key in ("fid", "fid_prior", "fid_orig"):
+            if M.is_unavailable(r.get(key)) and r[key] not in seen:
+                seen.add(r[key])
+                notes.append(f"FID {r[key]}")
+    md = stats_dir / "results.md"
+    md.write_text(_markdown(table) + "\n" + "\n".join(notes) + "\n")
+    fig = plot_results_table(table)
+    png = save_figure(fig, figure_name, out_dir=figures_dir)[0]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return {"csv": csv, "md": md, "png": png}
+
+
+def _markdown(df) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot_results_table(table) -> "matplotlib.figure.Figure":  # noqa: F821
+    """Render the display table (transposed: one column per model) as a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    t = table.set_index("Model").T
+    fig_h = 0.32 * (len(t) + 2)
+    fig, ax = plt.subplots(figsize=(3.2 + 3.4 * len(t.columns), fig_h))
+    ax.axis("off")
+    tab = ax.table(cellText=t.values.astype(str), rowLabels=list(t.index), colLabels=list(t.columns),
+                   loc="center", cellLoc="left")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(7)
+    tab.scale(1.0, 1.2)
+    ax.set_title("Results (kit protocol and original protocol; n = samples)", fontsize=9)
+    return fig
+
+
+def plot_context_gain(rows: Sequence[dict]) -> "matplotlib.figure.Figure":  # noqa: F821
+    """Context gain in dB per model with its confidence interval: overall, character in context, not in context."""
+    import matplotlib.pyplot as plt
+
+    keys = [("gain_psnr", "all"), ("gain_psnr_in_ctx", "char. in context"), ("gain_psnr_not_in_ctx", "char. not in context")]
+    fig, ax = plt.subplots(figsize=(1.5 + 2.2 * max(len(rows), 1), 3.2))
+    width = 0.8 / len(keys)
+    for k, (key, label) in enumerate(keys):
+        xs, ys, errs = [], [], [[], []]
+        for i, r in enumerate(rows):
+            v = r.get(key)
+            if isinstance(v, float) and math.isfinite(v):
+                lo, hi = r.get(f"{key}_lo", v), r.get(f"{key}_hi", v)
+                lo = v if not (isinstance(lo, float) and math.isfinite(lo)) else lo
+                hi = v if not (isinstance(hi, float) and math.isfinite(hi)) else hi
+                xs.append(i + (k - 1) * width)
+                ys.append(v)
+                errs[0].append(v - lo)
+                errs[1].append(hi - v)
+        ax.bar(xs, ys, width=width, yerr=errs, capsize=3, label=label)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([f"{r['model']}\n(n={r.get('gain_psnr_n', '-')}, step {r.get('checkpoint_step')})" for r in rows], fontsize=7)
+    ax.set_ylabel("PSNR gain from true context (dB)")
+    ax.set_title(f"Context gain, {int(100 * (rows[0].get('ci') or 0.95)) if rows else 95}% bootstrap CI", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Browsing test sequences (notebook widget)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunBrowser:
+    """A loaded run and its test split, for looking at single sequences: panels, true face, generated face,
+    face pasted into the panel. ``view(i)`` returns the images, ``figure(i)`` draws them."""
+
+    run_dir: Path
+    split: str = "test"
+    device: str | None = None
+    cfg: Any = field(init=False)
+    model: Any = field(init=False)
+    dataset: Any = field(init=False)
+
+    def __post_init__(self):
+        from .data.datasets import PanelSequenceDataset
+        from .train import load_run
+
+        self.run_dir = Path(self.run_dir)
+        self.cfg, self.model = load_run(self.run_dir, device=str(_device(self.device)))
+        self.model.eval()
+        self.dataset = PanelSequenceDataset.from_config(self.cfg.data, split=self.split, return_gt_panel=True)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @torch.no_grad()
+    def view(self, index: int) -> dict:
+        from .models.discriminator import paste_faces
+
+        item = self.dataset[index]
+        dev = next(self.model.parameters()).device
+        panels = item["panels"][None].to(dev)
+        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev))
+        g = out["face"].float().cpu()
+        pasted = paste_faces(item["gt_panel"][None], g, item["mask_coords"][None])[0]
+        return {"panels": item["panels"], "gt_panel": item["gt_panel"], "face": item["face"], "generated": g[0],
+                "pasted": pasted, "psnr": float(M.psnr_per_image(g, item["face"][None])[0]),
+                "series": item["series"], "index": index}
+
+    def figure(self, index: int, title: str | None = None):
+        import matplotlib.pyplot as plt
+
+        v = self.view(index)
+        img = lambda t: ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()  # noqa: E731
+        S = v["panels"].shape[0]
+        fig, axes = plt.subplots(1, S + 3, figsize=(2.0 * (S + 3), 2.4),
+                                 gridspec_kw={"width_ratios": [1] * S + [0.6, 0.6, 1]})
+        for j in range(S):
+            axes[j].imshow(img(v["panels"][j]))
+            axes[j].set_title(f"panel {j + 1}" + (" (masked)" if j == (S - 1 if self.cfg.data.panel_order == "chronological" else 0) else ""), fontsize=8)
+        axes[S].imshow(img(v["face"]))
+        axes[S].set_title("true face", fontsize=8)
+        axes[S + 1].imshow(img(v["generated"]))
+        axes[S + 1].set_title(f"generated\n{v['psnr']:.1f} dB", fontsize=8)
+        axes[S + 2].imshow(img(v["pasted"]))
+        axes[S + 2].set_title("pasted", fontsize=8)
+        for a in axes:
+            a.axis("off")
+        fig.suptitle(title or f"{model_label(self.cfg)} ({self.run_dir.name}) - test sample {index}, series {v['series']}", fontsize=9)
+        fig.tight_layout()
+        return fig

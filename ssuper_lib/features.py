@@ -1,0 +1,225 @@
+"""Frozen-backbone feature cache: compute the panel embeddings once, train the rest on them.
+
+With ``model.freeze_backbone: true`` the EfficientNet never changes, so its output for a given panel is
+a constant. :func:`load_or_compute_features` runs ``model.backbone_features`` once over a split (eval mode,
+no grad, float32) and stores the result on disk; training steps then call ``model.encode_features`` on the
+cached tensors and skip the backbone entirely. On a 2-core CPU this turns a demo that learns nothing in
+minutes (end-to-end backbone) into one that learns to use panel context (DESIGN.md 6).
+
+The cache file is keyed by everything that determines its content, so a stale cache is never used:
+
+* backbone name, ``spatial_features`` and a SHA-256 of the backbone's weights (this identifies
+  pretrained vs random initialisation and any weights file exactly, whatever its path);
+* panel size, face size, mask value and panel order;
+* the samples of the split (their panels and boxes) and the split name;
+* the code version (this module's cache version, the library version and the source of the backbone
+  and dataset modules).
+
+Files live in ``<folder of data.sequence_path>/feature_cache/<key>.pt`` (or ``<train.out_dir>/feature_cache``
+when the data folder is read-only), written atomically and loadable with ``weights_only=True``.
+
+The original code had no caching: it fine-tuned the backbone end to end (which remains the default on GPUs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import __version__
+from .config import ExperimentConfig, resolve_path
+
+__all__ = [
+    "FEATURE_CACHE_VERSION",
+    "CachedFeatures",
+    "FeatureDataset",
+    "feature_cache_key",
+    "load_or_compute_features",
+    "compute_features",
+    "weights_fingerprint",
+]
+
+FEATURE_CACHE_VERSION = 1
+
+
+@dataclass
+class CachedFeatures:
+    """Backbone features of one split: ``feats`` (N, S, F) or (N, S, C, h, w), ``faces`` (N, 3, 64, 64)."""
+
+    feats: torch.Tensor
+    faces: torch.Tensor
+    key: str
+    path: Path | None
+    computed: bool  # False when read from the cache
+    seconds: float  # time spent computing or loading
+
+
+class FeatureDataset(Dataset):
+    """Samples of a split with cached backbone features.
+
+    Without ``base``: items are ``{"feats", "face", "index"}`` straight from memory (no image decoding;
+    enough for SSuperVAE/SSuperGAN). With ``base`` (the PanelSequenceDataset the features came from):
+    ``base[i]`` plus ``"feats"``, for the objectives that paste faces back into panels.
+    """
+
+    def __init__(self, cached: CachedFeatures, base: Dataset | None = None):
+        self.cached = cached
+        self.base = base
+
+    def __len__(self) -> int:
+        return int(self.cached.feats.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.base is None:
+            return {"feats": self.cached.feats[i], "face": self.cached.faces[i], "index": i}
+        item = dict(self.base[i])
+        item["feats"] = self.cached.feats[i]
+        return item
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of a module's parameters and buffers."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _source_hash(*modules: Any) -> str:
+    h = hashlib.sha256()
+    for mod in modules:
+        try:
+            h.update(inspect.getsource(mod).encode())
+        except (OSError, TypeError):
+            h.update(repr(mod).encode())
+    return h.hexdigest()[:16]
+
+
+def _samples_hash(dataset: Dataset, cfg: ExperimentConfig) -> str:
+    """Hash of the split's samples: the dataset's sample list when it exposes one, plus the files."""
+    h = hashlib.sha256()
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        h.update(repr(list(samples)).encode())
+    for path in (resolve_path(cfg.data.sequence_path), resolve_path(cfg.data.sequence_path).parent / "split.json"):
+        if path.is_file():
+            h.update(path.read_bytes())
+    h.update(str(resolve_path(cfg.data.panel_path)).encode())
+    h.update(str(len(dataset)).encode())  # type: ignore[arg-type]
+    return h.hexdigest()
+
+
+def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentConfig, split: str) -> tuple[str, dict]:
+    """``(key, description)``: the cache key and the human-readable facts it was computed from."""
+    from .data import datasets as datasets_module
+    from .models import backbone as backbone_module
+
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ValueError("feature caching needs a model with a backbone (model.backbone is None)")
+    desc = {
+        "cache_version": FEATURE_CACHE_VERSION,
+        "library_version": __version__,
+        "code": _source_hash(backbone_module, datasets_module, compute_features),
+        "backbone": cfg.model.backbone,
+        "spatial_features": cfg.model.spatial_features,
+        "weights_sha256": weights_fingerprint(backbone),
+        "panel_size": list(cfg.data.panel_size),
+        "face_size": cfg.data.face_size,
+        "mask_val": cfg.data.mask_val,
+        "panel_order": cfg.data.panel_order,
+        "split": split,
+        "samples_sha256": _samples_hash(dataset, cfg),
+    }
+    key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
+    return key, desc
+
+
+def _cache_dirs(cfg: ExperimentConfig) -> list[Path]:
+    return [
+        resolve_path(cfg.data.sequence_path).parent / "feature_cache",
+        resolve_path(cfg.train.out_dir) / "feature_cache",
+    ]
+
+
+@torch.no_grad()
+def compute_features(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model.backbone_features`` over ``dataset`` in eval mode; returns ``(feats, faces)`` on CPU."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    feats, faces = [], []
+    try:
+        for batch in tqdm(loader, desc="caching backbone features", disable=not progress, leave=False):
+            panels = batch["panels"].to(device)  # (B, S, 3, H, W)
+            feats.append(model.backbone_features(panels).float().cpu())  # (B, S, F) or (B, S, C, h, w)
+            faces.append(batch["face"].float())  # (B, 3, 64, 64)
+    finally:
+        model.train(was_training)
+    return torch.cat(feats), torch.cat(faces)
+
+
+def load_or_compute_features(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    cfg: ExperimentConfig,
+    split: str,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    write: bool = True,
+    batch_size: int = 32,
+) -> CachedFeatures:
+    """Features of ``dataset`` from the cache, or computed and stored (only when ``write``).
+
+    Under DDP rank 0 calls this with ``write=True`` first, the other ranks after a barrier (they then
+    find the file). A cache file that does not load is recomputed and replaced.
+    """
+    start = time.perf_counter()
+    key, desc = feature_cache_key(model, dataset, cfg, split)
+    for folder in _cache_dirs(cfg):
+        path = folder / f"{key}.pt"
+        if path.is_file():
+            try:
+                data = torch.load(path, map_location="cpu", weights_only=True)
+                if data["feats"].shape[0] == len(dataset):  # type: ignore[arg-type]
+                    return CachedFeatures(data["feats"], data["faces"], key, path, False, time.perf_counter() - start)
+            except Exception:  # a truncated or foreign file: recompute below
+                pass
+    feats, faces = compute_features(
+        model, dataset, device=device, batch_size=batch_size, num_workers=cfg.data.num_workers, progress=progress
+    )
+    saved_path = None
+    if write:
+        payload = {"feats": feats, "faces": faces, "meta": {k: json.dumps(v) for k, v in desc.items()}}
+        for folder in _cache_dirs(cfg):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{key}.pt"
+                tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+                torch.save(payload, tmp)
+                os.replace(tmp, path)
+                saved_path = path
+                break
+            except OSError:
+                continue
+    return CachedFeatures(feats, faces, key, saved_path, True, time.perf_counter() - start)

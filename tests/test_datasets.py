@@ -1,0 +1,165 @@
+"""PanelSequenceDataset / FaceCropDataset / ground-truth matching (issue 3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssuper_lib.config import DataConfig
+from ssuper_lib.data.comics import SequenceSample, read_sequences
+from ssuper_lib.data.datasets import FaceCropDataset, PanelReadError, PanelSequenceDataset, match_ground_truth
+
+
+def _smooth_image(W: int, H: int, seed: int) -> Image.Image:
+    """A smooth colourful image (so resampling differences stay small) with a few sharp shapes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    chans = [127 + 100 * np.sin(xx / rng.uniform(20, 60) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(20, 60)) for _ in range(3)]
+    return Image.fromarray(np.stack(chans, -1).clip(0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def handmade(tmp_path) -> tuple[Path, Path]:
+    """Panels + a sequence JSON written by hand in the original format (REFERENCE.md 3.1 example)."""
+    root = tmp_path / "panels"
+    sizes = {"593/29_6.jpg": (561, 503), "593/30_0.jpg": (503, 640), "593/30_1.jpg": (1200, 900)}
+    for i, (rel, (W, H)) in enumerate(sizes.items()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        _smooth_image(W, H, i).save(root / rel, quality=95)
+    text = (
+        '{"1": [["593/30_0.jpg", "593/30_1.jpg", "593/29_6.jpg"], [[[0, 60, 503, 563], [100, 300, 180, 380]], '
+        '[[300, 0, 1200, 900], [700, 400, 900, 600]], [[29, 0, 532, 503], [183, 51, 281, 149]]]],\n'
+        ' "0": [["593/29_6.jpg", "593/30_0.jpg", "593/30_1.jpg"], [[[29, 0, 532, 503], [183, 51, 281, 149]], '
+        '[[0, 60, 503, 563], [100, 300, 180, 380]], [[150, 0, 1050, 900], [601, 333, 733, 465]]]]}'
+    )
+    seq = tmp_path / "sequences.json"
+    seq.write_text(text)
+    return root, seq
+
+
+def test_handmade_sequence_json_is_read(handmade):
+    root, seq = handmade
+    samples = read_sequences(seq)
+    assert [s.panels[0] for s in samples] == ["593/29_6.jpg", "593/30_0.jpg"]  # key order "0", "1"
+    assert samples[0].crops[0] == [29, 0, 532, 503] and samples[0].faces[0] == [183, 51, 281, 149]
+    assert samples[0].series == "593"
+    ds = PanelSequenceDataset(root, samples, panel_size=(300, 300))
+    item = ds[1]
+    assert item["panels"].shape == (3, 3, 300, 300) and item["face"].shape == (3, 64, 64)
+    assert item["series"] == "593" and item["index"] == 1
+    # the target face [183, 51, 281, 149] in crop [29, 0, 532, 503] -> x (154..252)*300/503, y (51..149)*300/503
+    assert item["mask_coords"].tolist() == [30, 89, 91, 151]
+
+
+@pytest.mark.parametrize("panel_size", [(96, 128), (80, 80)])
+def test_mask_coords_and_face_agree(handmade, panel_size):
+    root, seq = handmade
+    samples = read_sequences(seq)
+    ds = PanelSequenceDataset(root, samples, panel_size=panel_size, mask_val=1.0, return_gt_panel=True)
+    H, W = panel_size
+    for i in range(len(ds)):
+        item = ds[i]
+        panels, mask, (y1, y2, x1, x2) = item["panels"], item["mask"], item["mask_coords"].tolist()
+        assert panels.dtype == torch.float32 and panels.shape == (3, 3, H, W)
+        assert panels.min() >= -1 and panels.max() <= 1
+        assert 0 <= y1 < y2 <= H and 0 <= x1 < x2 <= W
+        # the mask is exactly the coords' rectangle, and the masked region is exactly mask_val (crisp edges)
+        ref = torch.zeros(1, H, W)
+        ref[:, y1:y2, x1:x2] = 1
+        assert torch.equal(mask, ref)
+        last = panels[-1]
+        assert torch.all(last[:, mask[0] > 0] == 1.0)
+        assert torch.equal(last[:, mask[0] == 0], item["gt_panel"][:, mask[0] == 0])
+        assert not torch.all(item["gt_panel"][:, mask[0] > 0] == 1.0)
+        # the face is the crop of the square face box from the ORIGINAL image, resized to 64
+        s = samples[i]
+        with Image.open(root / s.panels[-1]) as im:
+            ref_face = im.convert("RGB").crop(tuple(s.faces[-1])).resize((64, 64), Image.BILINEAR)
+        ref_t = torch.from_numpy(np.asarray(ref_face).copy()).permute(2, 0, 1).float() / 127.5 - 1
+        assert (item["face"] - ref_t).abs().mean() < 0.03
+        # the mapped face box covers the mask (floor/ceil of crop-relative coords)
+        cx1, cy1, cx2, cy2 = s.crops[-1]
+        fx1, fy1, fx2, fy2 = s.faces[-1]
+        assert x1 == int(np.floor((fx1 - cx1) * W / (cx2 - cx1))) and y2 == int(np.ceil((fy2 - cy1) * H / (cy2 - cy1)))
+    # the context panels are the crops of their original images
+    with Image.open(root / samples[0].panels[0]) as im:
+        p0 = im.convert("RGB").crop(tuple(samples[0].crops[0])).resize((W, H), Image.BILINEAR)
+    p0_t = torch.from_numpy(np.asarray(p0).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    assert (ds[0]["panels"][0] - p0_t).abs().mean() < 0.03
+
+
+def test_mask_val_zero_and_masked_first_order(handmade):
+    root, seq = handmade
+    samples = read_sequences(seq)
+    chrono = PanelSequenceDataset(root, samples, panel_size=(64, 96), mask_val=0.0)[0]
+    first = PanelSequenceDataset(root, samples, panel_size=(64, 96), mask_val=0.0, panel_order="masked_first")[0]
+    y1, y2, x1, x2 = chrono["mask_coords"].tolist()
+    assert torch.all(chrono["panels"][2, :, y1:y2, x1:x2] == -1.0)  # black after normalisation
+    assert torch.equal(first["panels"][0], chrono["panels"][2]) and torch.equal(first["panels"][1:], chrono["panels"][:2])
+
+
+def test_missing_or_corrupt_panel_names_file_and_index(handmade, tmp_path):
+    root, seq = handmade
+    samples = read_sequences(seq)
+    samples.append(SequenceSample(["593/29_6.jpg", "593/99_9.jpg", "593/30_1.jpg"], samples[0].crops, samples[0].faces))
+    ds = PanelSequenceDataset(root, samples, panel_size=(64, 64))
+    with pytest.raises(PanelReadError, match=r"sample 2.*593/99_9\.jpg"):
+        ds[2]
+    (root / "593" / "30_0.jpg").write_bytes(b"garbage")
+    with pytest.raises(PanelReadError, match=r"sample 1.*30_0\.jpg"):
+        ds[1]
+
+
+def test_dataloader_workers_and_augmentation(handmade):
+    root, seq = handmade
+    samples = read_sequences(seq) * 2
+    ds = PanelSequenceDataset(root, samples, panel_size=(48, 64))
+    batches = list(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2))
+    assert batches[0]["panels"].shape == (2, 3, 3, 48, 64) and batches[0]["mask_coords"].dtype == torch.int64
+    assert batches[0]["series"] == ["593", "593"]
+    assert torch.equal(batches[1]["panels"][0], ds[2]["panels"])  # workers give the same data
+    aug = PanelSequenceDataset(root, samples, panel_size=(48, 64), augment=True, seed=3)
+    a, b = aug[0], aug[0]
+    assert torch.equal(a["panels"], b["panels"]) and torch.equal(a["face"], b["face"])  # seeded per index
+    assert any(not torch.equal(aug[i]["panels"], ds[i]["panels"]) for i in range(len(ds)))
+    y1, y2, x1, x2 = a["mask_coords"].tolist()
+    assert torch.all(a["panels"][2, :, y1:y2, x1:x2] == 1.0)  # the mask is applied after the jitter
+
+
+def test_from_config_split_face_crops_and_ground_truth(tiny_synthetic, tmp_path):
+    from ssuper_lib.preprocess import run_preprocessing
+
+    cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
+                     sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
+                     ground_truth_path=str(tiny_synthetic / "ground_truth.csv"), train_test_ratio=0.7, panel_size=[64, 80])
+    run_preprocessing(cfg, progress=False)
+    split = json.loads((tmp_path / "split.json").read_text())
+    train, test = PanelSequenceDataset.from_config(cfg, "train"), PanelSequenceDataset.from_config(cfg, "test")
+    full = PanelSequenceDataset.from_config(cfg, "all")
+    assert len(train) + len(test) == len(full) > 0
+    assert {s.series for s in train.samples} <= set(split["train"]) and {s.series for s in test.samples} <= set(split["test"])
+    item = train[0]
+    assert item["panels"].shape == (3, 3, 64, 80) and item["face"].shape == (3, 64, 64)
+    cfg.limit_size = 2
+    assert len(PanelSequenceDataset.from_config(cfg, "train")) == 2
+
+    faces = FaceCropDataset(tmp_path / "faces", series=split["test"], size=32)
+    assert len(faces) > 0 and all(p.parent.name in split["test"] for p in faces.paths)
+    f = faces[0]
+    assert f["face"].shape == (3, 32, 32) and -1 <= f["face"].min() and f["face"].max() <= 1
+
+    gt = match_ground_truth(full.samples, tiny_synthetic / "ground_truth.csv")
+    assert len(gt) == len(full)
+    matched = [g for g in gt if g["target_character"] is not None]
+    assert len(matched) >= 0.9 * len(gt)
+    for s, g in zip(full.samples, gt):
+        assert len(g["context_characters"]) == 3
+        if g["target_character"] is not None:
+            assert g["target_character"].split("_")[0] == s.series  # characters belong to their series' cast
+    # characters recur: the target often appears in a context panel (the premise of the paper)
+    assert sum(g["target_character"] in (g["context_characters"][0] | g["context_characters"][1]) for g in matched) > 0

@@ -1,0 +1,223 @@
+"""Tests of ssuper_lib.evaluate: a real tiny trained run evaluated offline, context-gain wiring, identity
+classifier, results table, reuse of saved rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+from ssuper_lib import evaluate as E
+from ssuper_lib import metrics as M
+
+torch.set_num_threads(1)
+
+
+def data_overrides(root: Path) -> list[str]:
+    return [
+        f"data.panel_path={root}/panels",
+        f"data.annot_path={root}/annotations",
+        f"data.sequence_path={root}/sequences.json",
+        f"data.faces_path={root}/faces",
+        f"data.ground_truth_path={root}/ground_truth.csv",
+        "data.train_test_ratio=0.5",  # 2 of the 4 tiny series are test series: context can come from another one
+        "data.num_workers=0",
+        "train.num_workers=0",
+    ]
+
+
+def make_tiny_run(tmp_root: Path, synthetic: Path, steps: int = 20) -> Path:
+    """Copy the tiny synthetic set, preprocess it (2 test series), train the ci Plain-SSuperGAN a few steps."""
+    from ssuper_lib.config import load_config
+    from ssuper_lib.preprocess import run_preprocessing
+    from ssuper_lib.train import train
+
+    root = tmp_root / "syn"
+    root.mkdir(parents=True)
+    for name in ("panels", "annotations"):
+        shutil.copytree(synthetic / name, root / name)
+    for name in ("ground_truth.csv", "manifest.json"):
+        shutil.copy(synthetic / name, root / name)
+    ov = data_overrides(root) + [f"train.out_dir={tmp_root / 'runs'}", f"train.max_steps={steps}",
+                                 f"train.ckpt_every={steps}", "eval.prior_samples=16", "eval.n_bootstrap=200",
+                                 "eval.batch_size=8"]
+    cfg = load_config("configs/models/ci_plain_ssupergan.yaml", ov)
+    run_preprocessing(cfg.data, progress=False, write_faces=False, workers=1)
+    return Path(train(cfg, progress=False).run_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_synthetic) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("eval_run"), tiny_synthetic)
+
+
+# --------------------------------------------------------------------------------------------------
+# A real run, offline
+# --------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_run_offline_reports_unavailable_fid_and_the_rest(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty_hub"))  # no cached Inception
+    monkeypatch.delenv(M.WEIGHTS_ENV_VAR, raising=False)
+    row = E.evaluate_run(tiny_run, seed=0, allow_download=False, identity_epochs=3)
+    for key in ("fid", "kid", "fid_prior", "fid_orig"):
+        assert M.is_unavailable(row[key]), f"{key} must be 'unavailable: ...' offline, got {row[key]!r}"
+    assert M.INCEPTION_FILENAME in row["fid"] and str(tmp_path / "empty_hub") in row["fid"]
+    assert row["checkpoint_step"] == 20 and row["eval_seed"] == 0
+    assert row["n"] > 0 and row["psnr_n"] == row["n"] and row["n_series"] == 2
+    assert 5 < row["psnr"] < 40 and row["psnr_lo"] <= row["psnr"] <= row["psnr_hi"]
+    assert -1 <= row["ssim"] <= 1 and np.isfinite(row["panel_psnr"]) and row["panel_psnr"] > row["psnr"]
+    assert np.isfinite(row["psnr_orig"]) and row["psnr_orig_batch_size"] == 8
+    assert np.isfinite(row["gain_psnr"]) and row["gain_psnr_n"] == row["n"]
+    assert row["gain_psnr_in_ctx_n"] + row["gain_psnr_not_in_ctx_n"] == row["n"]
+    assert 0 <= row["id_acc_ceiling"] <= 1 and row["id_classes"] >= 2
+    per = pd.read_csv(row["per_sample_path"])
+    assert len(per) == row["n"] and (per["series"] != per["partner"].map(dict(zip(per["index"], per["series"])))).all()
+    # the display table shows "unavailable", never a number, under FID
+    table = E.results_table([row])
+    assert table.loc[0, "FID (kit)"] == "unavailable" and table.loc[0, "Step"] == 20
+
+
+def test_evaluate_runs_reuses_saved_rows(tiny_run, monkeypatch):
+    kw = dict(max_samples=6, allow_download=False, identity=False, prior_samples=0, n_boot=50)
+    first = E.evaluate_runs([tiny_run], reuse=True, seed=3, progress=False, **kw)[0]
+    assert first["n"] == 6
+
+    def boom(*a, **k):
+        raise AssertionError("a saved row with unchanged checkpoint and settings must be reused")
+
+    monkeypatch.setattr(E, "evaluate_run", boom)
+    again = E.evaluate_runs([tiny_run], reuse=True, seed=3, progress=False, **kw)[0]
+    assert again["psnr"] == pytest.approx(first["psnr"])
+    with pytest.raises(AssertionError):
+        E.evaluate_runs([tiny_run], reuse=True, seed=3, progress=False, **{**kw, "max_samples": 5})
+
+
+# --------------------------------------------------------------------------------------------------
+# Context-gain wiring with stub models
+# --------------------------------------------------------------------------------------------------
+
+
+class _StubModel(nn.Module):
+    """encode -> the mean colour of one panel; generate -> a flat face of that colour."""
+
+    refiner = None
+
+    def __init__(self, panel_index: int):
+        super().__init__()
+        self.panel_index = panel_index
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def encode(self, panels):  # (B, S, 3, H, W)
+        mu = panels[:, self.panel_index].mean(dim=(2, 3))  # (B, 3)
+        return mu, torch.zeros_like(mu)
+
+    def generate(self, z):
+        return z[:, :, None, None].expand(-1, 3, 64, 64).clone()
+
+    def sample(self, n, generator=None):
+        return torch.zeros(n, 3, 64, 64)
+
+
+def _stub_load_run(tiny_run, panel_index):
+    from ssuper_lib.train import load_run
+
+    cfg, _ = load_run(tiny_run)
+
+    def fake(run_dir, device="cpu"):
+        return cfg, _StubModel(panel_index)
+
+    return fake
+
+
+def test_context_blind_model_has_exactly_zero_gain(tiny_run, monkeypatch):
+    import ssuper_lib.train
+
+    monkeypatch.setattr(ssuper_lib.train, "load_run", _stub_load_run(tiny_run, panel_index=-1))  # masked panel only
+    row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
+    assert row["gain_psnr"] == 0.0 and row["gain_psnr_lo"] == 0.0 and row["gain_psnr_hi"] == 0.0
+
+
+def test_shuffled_context_comes_from_the_partner_sample(tiny_run, monkeypatch):
+    import ssuper_lib.train
+    from ssuper_lib.data.datasets import PanelSequenceDataset
+
+    monkeypatch.setattr(ssuper_lib.train, "load_run", _stub_load_run(tiny_run, panel_index=0))  # copies panel 1
+    row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
+    per = pd.read_csv(row["per_sample_path"])
+    cfg, _ = _stub_load_run(tiny_run, 0)(tiny_run)
+    ds = PanelSequenceDataset.from_config(cfg.data, split="test")
+    for _, r in per.head(4).iterrows():
+        partner_p1 = ds[int(r["partner"])]["panels"][0]
+        face = ds[int(r["index"])]["face"][None]
+        want = M.psnr_per_image(partner_p1.mean(dim=(1, 2))[None, :, None, None].expand(1, 3, 64, 64), face)[0]
+        assert r["psnr_shuffled"] == pytest.approx(want, abs=1e-4)
+    assert row["gain_psnr"] != 0.0
+
+
+def test_derangement_pairs_other_series_and_is_seeded():
+    groups = ["a"] * 5 + ["b"] * 3 + ["c"] * 2
+    p = E.derangement_across_groups(groups, seed=1)
+    assert all(groups[i] != groups[j] for i, j in enumerate(p))
+    assert (p == E.derangement_across_groups(groups, seed=1)).all()
+    with pytest.raises(ValueError, match="two series"):
+        E.derangement_across_groups(["a", "a"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity classifier
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cross_fit_identity_names_distinct_characters_and_caches(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1]])
+    labels = [i % 3 for i in range(48)]
+    faces = torch.stack([colours[c][:, None, None] * torch.ones(3, 64, 64) + 0.3 * torch.randn(3, 64, 64, generator=g)
+                         for c in labels]).clamp(-1, 1)
+    u8 = M.to_uint8(faces)
+    chars = [f"s_{c}" for c in labels]
+    chars[0] = None  # unknown identity: never trained on
+    wrong = torch.roll(u8, 1, dims=0)  # "generated" faces of the neighbouring sample: other character
+    out = E.cross_fit_identity(u8, chars, {"gen": wrong}, seed=0, epochs=8, cache_dir=tmp_path)
+    fold = out["fold"]
+    assert set(fold) == {0, 1} and out["n_classes"] == 3 and out["cached"] == [False, False]
+    acc_true = np.mean([p == c for p, c in zip(out["pred_true"][1:], chars[1:])])
+    acc_wrong = np.mean([p == c for p, c in zip(out["pred_gen"][1:], chars[1:])])
+    assert acc_true > 0.9 and acc_wrong < 0.2, (acc_true, acc_wrong)
+    again = E.cross_fit_identity(u8, chars, {"gen": wrong}, seed=0, epochs=8, cache_dir=tmp_path)
+    assert again["cached"] == [True, True] and list(again["pred_true"]) == list(out["pred_true"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Results table
+# --------------------------------------------------------------------------------------------------
+
+
+def _row(**kw):
+    base = {"run": "00001-x", "run_dir": "/x", "model": "Plain-SSuperGAN", "latent": 64, "lstm_hidden": None,
+            "embed": 128, "psnr": 14.2, "psnr_lo": 14.0, "psnr_hi": 14.4, "psnr_n": 100, "ssim": 0.4,
+            "psnr_orig": 13.9, "psnr_orig_n": 100, "fid": "unavailable: no weights; place F at P", "fid_n": 100,
+            "kid": "unavailable: no weights; place F at P", "gain_psnr": 1.5, "gain_psnr_lo": 1.3, "gain_psnr_hi": 1.7,
+            "gain_psnr_n": 100, "eval_seed": 0, "checkpoint_step": 3000, "ci": 0.95}
+    base.update(kw)
+    return base
+
+
+def test_write_results_files(tmp_path):
+    rows = [_row(), _row(run="00002-y", model="Bi-LSTM-SSuperGAN", lstm_hidden=128, fid=31.4, kid=0.0123)]
+    paths = E.write_results(rows, tmp_path / "stats", tmp_path / "figs")
+    csv = pd.read_csv(paths["csv"])
+    assert len(csv) == 2 and {"psnr", "psnr_orig", "fid", "gain_psnr", "checkpoint_step", "eval_seed"} <= set(csv.columns)
+    md = paths["md"].read_text()
+    assert "original protocol" in md and "14.20 [14.00, 14.40] (n=100)" in md and "31.4 (n=100)" in md
+    assert "place F at P" in md, "the reason FID is unavailable must be written next to the table"
+    assert paths["png"].is_file() and paths["png"].name == "05_results_table.png"
+    t = E.results_table(rows)
+    assert list(t["LSTM hidden"]) == ["-", 128] and t.loc[0, "FID (kit)"] == "unavailable"
