@@ -187,6 +187,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.seq_encoder": ("plain", "lstm", "bilstm", "convlstm"),
     "model.gen_norm": ("batch", "instance", "layer"),
     "model.disc_norm": ("batch", "instance", "layer", "none"),
+    "model.vae_output": ("tanh", "none"),
     "train.lr_decay": ("linear", "none"),
     "train.recon_loss": ("gaussian_nll", "sse", "l1"),
     "train.gan_loss": ("bce", "hinge"),

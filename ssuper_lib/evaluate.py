@@ -285,6 +285,7 @@ def cross_fit_identity(
     Classifiers are cached in ``cache_dir`` under a hash of their training faces, labels and settings.
     """
     n = len(true_faces_u8)
+    characters = [c if isinstance(c, str) else None for c in characters]  # NaN / None = unknown
     known = np.array([c is not None for c in characters])
     classes = sorted({c for c in characters if c is not None})
     cls_index = {c: i for i, c in enumerate(classes)}
@@ -516,7 +517,7 @@ def evaluate_run(
         sets = {"gen": gen_u8}
         if shuf_u8 is not None:
             sets["shuffled"] = shuf_u8
-        ident = cross_fit_identity(true_u8, list(per["character"]), sets, seed=seed, epochs=identity_epochs,
+        ident = cross_fit_identity(true_u8, [g["target_character"] for g in gt], sets, seed=seed, epochs=identity_epochs,
                                    cache_dir=cache_dir)
         per["fold"] = ident["fold"]
         for k in ["true"] + list(sets):

@@ -167,7 +167,9 @@ def compute_features(
 
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # own generator: creating the iterator must not draw from the global RNG (a cache hit and a cache
+    # miss then leave the training run in the same RNG state)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, generator=torch.Generator())
     feats, faces = [], []
     try:
         for batch in tqdm(loader, desc="caching backbone features", disable=not progress, leave=False):
