@@ -56,6 +56,19 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
     return dt
 
 
+def _finished_run(config: str) -> Path | None:
+    """The newest run of ``config`` whose checkpoint reached the config's ``train.max_steps``, or None."""
+    from .config import load_config
+    from .evaluate import checkpoint_step, latest_run
+
+    cfg = load_config(config)
+    run = latest_run(cfg.name, "runs")
+    if run is None:
+        return None
+    step = checkpoint_step(run)
+    return run if step is not None and step >= cfg.train.max_steps else None
+
+
 def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0) -> dict[str, float]:
     """Run the pipeline; returns seconds per step."""
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -70,6 +83,10 @@ def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0) 
         if step == "04":
             for cfg in DEMO_CONFIGS:
                 name = Path(cfg).stem
+                done = _finished_run(cfg) if not fresh else None
+                if done is not None:
+                    print(f"\n=== 04_training [{name}]: reusing finished run {done.relative_to(REPO_ROOT)} (FRESH=1 retrains)")
+                    continue
                 times[f"04:{name}"] = _execute("04", {**common, "config": cfg}, tag=name)
         elif step == "05":
             times["05"] = _execute("05", {**common, "configs": list(DEMO_CONFIGS)})

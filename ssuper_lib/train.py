@@ -786,10 +786,6 @@ def train(
         amp_dtype = _amp_dtype(tc.amp, device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        else:
-            # Denormal floats (they appear in the early steps of the CA critics and fine generator) make
-            # x86 convolutions up to ~100x slower; flushing them to zero costs nothing measurable.
-            torch.set_flush_denormal(True)
 
         # ---- resume point and run directory (rank 0 decides, everyone agrees)
         ckpt_path = find_checkpoint(tc.resume, tc.out_dir, cfg.name) if tc.resume else None
@@ -894,6 +890,9 @@ def train(
         model.train()
         t_start = time.time()
         last_eval: dict[str, float] = {}
+        if d.main and step > 0:
+            emit({"kind": "resume", "step": step, "checkpoint": str(ckpt_path), "world_size": d.world_size,
+                  "total_steps": total_steps})
         if d.main and step == 0:
             emit({"kind": "start", "step": 0, "world_size": d.world_size, "device": str(device),
                   "amp": str(amp_dtype), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, **data_info})
@@ -940,10 +939,12 @@ def train(
                         break
         except NonFiniteLossError as exc:
             where = f"the last good checkpoint is {last_ckpt} (step {last_ckpt_step})" if last_ckpt else "no checkpoint was written yet"
+            if metrics_file is not None:
+                metrics_file.close()
             raise NonFiniteLossError(f"{exc} (epoch {step // steps_per_epoch}); training stopped, {where}") from None
         finally:
             bar.close()
-            if metrics_file is not None and metrics_file.closed is False:
+            if metrics_file is not None and not metrics_file.closed:
                 metrics_file.flush()
 
         if last_ckpt_step != step:

@@ -1,0 +1,217 @@
+"""Paper figures from saved artifacts: the functions behind notebook 06 (and the figures of 01-05).
+
+"Compute once, plot many times": notebooks 01-05 write their numbers to ``data_stats/`` and ``runs/``;
+this module only reads those artifacts and draws. Everything goes through :func:`ssuper_lib.viz.save_figure`
+(fixed dpi, no metadata), so the same artifacts always give byte-identical PNG files.
+
+The reconstruction grids mirror the original README's ``res1.png`` / ``res2.png`` (REFERENCE.md 7): per
+sequence Panel 1, Panel 2, Panel 3 (masked, as the model sees it) and Original (true face); then per model
+Global Recon (G(mu) pasted into panel 3) and Recon (G(mu) at 64x64). The generated faces come from
+``runs/<run>/eval/recon_examples.npz``, written once by :func:`export_recon_examples` (notebook 05).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .config import resolve_path
+from .viz import save_figure
+
+__all__ = [
+    "export_recon_examples",
+    "load_recon_examples",
+    "plot_recon_grid",
+    "plot_parameter_breakdown",
+    "plot_training_curves",
+    "regenerate_all",
+]
+
+RECON_FILE = "recon_examples.npz"
+PART_COLUMNS = ("backbone", "embed_head", "seq_encoder", "generator", "local_disc", "global_disc",
+                "refiner", "local_critic", "global_critic")
+
+
+def _u8(x) -> np.ndarray:
+    """[-1, 1] tensor/array (..., 3, H, W) -> uint8 (..., H, W, 3)."""
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32)
+    a = np.clip((a + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return np.moveaxis(a, -3, -1)
+
+
+def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwrite: bool = False) -> Path:
+    """Generate G(mu) for ``n`` fixed test sequences of a run and save them as uint8 arrays.
+
+    The sequences are chosen from the test split by ``seed`` alone, so every run on the same data shows
+    the same sequences. Returns ``runs/<run>/eval/recon_examples.npz`` (kept when present, unless ``overwrite``).
+    """
+    import torch
+
+    from .data.datasets import PanelSequenceDataset
+    from .evaluate import model_label
+    from .models.discriminator import paste_faces
+    from .train import load_run
+
+    run_dir = Path(run_dir)
+    out = run_dir / "eval" / RECON_FILE
+    if out.is_file() and not overwrite:
+        return out
+    cfg, model = load_run(run_dir)
+    ds = PanelSequenceDataset.from_config(cfg.data, "test")
+    if len(ds) == 0:
+        raise ValueError(f"{run_dir}: the test split of {cfg.data.sequence_path} is empty")
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False))
+    items = [ds[int(i)] for i in idx]
+    panels = torch.stack([it["panels"] for it in items])  # (n, 3, 3, H, W), chronological
+    coords = torch.stack([it["mask_coords"] for it in items])  # (n, 4)
+    with torch.no_grad():
+        recon = model.reconstruct(panels).clamp(-1, 1)  # (n, 3, 64, 64)
+        pasted = paste_faces(panels[:, -1], recon, coords)  # (n, 3, H, W)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        panels=_u8(panels),
+        face=_u8(torch.stack([it["face"] for it in items])),
+        recon=_u8(recon),
+        pasted=_u8(pasted),
+        indices=idx,
+        series=np.array([it["series"] for it in items]),
+        label=np.array(model_label(cfg)),
+        run=np.array(run_dir.name),
+    )
+    tmp.replace(out)
+    return out
+
+
+def load_recon_examples(run_dir: str | Path) -> dict[str, np.ndarray]:
+    path = Path(run_dir) / "eval" / RECON_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run notebook 05 (export_recon_examples) for this run first")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def plot_recon_grid(examples: Sequence[dict[str, np.ndarray]], max_rows: int = 6) -> plt.Figure:
+    """res1/res2-style grid: Panel 1 | Panel 2 | Panel 3 | Original | per model: Global Recon | Recon."""
+    if not examples:
+        raise ValueError("no reconstruction examples to draw")
+    ref = examples[0]
+    for ex in examples[1:]:
+        if not np.array_equal(ex["indices"], ref["indices"]):
+            raise ValueError("runs were exported on different test sequences; export them with the same seed")
+    rows = min(max_rows, len(ref["indices"]))
+    cols = 4 + 2 * len(examples)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.6 * rows + 0.4), squeeze=False)
+    titles = ["Panel 1", "Panel 2", "Panel 3", "Original"]
+    for ex in examples:
+        titles += [f"{ex['label']}\nGlobal Recon", f"{ex['label']}\nRecon"]
+    for r in range(rows):
+        images = [ref["panels"][r, 0], ref["panels"][r, 1], ref["panels"][r, 2], ref["face"][r]]
+        for ex in examples:
+            images += [ex["pasted"][r], ex["recon"][r]]
+        for c, img in enumerate(images):
+            ax = axes[r, c]
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=7)
+        axes[r, 0].set_ylabel(f"series {ref['series'][r]}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameter_breakdown(summary: pd.DataFrame) -> plt.Figure:
+    """Stacked horizontal bars of parameters per part for each variant (``data_stats/model_params.csv``)."""
+    parts = [p for p in PART_COLUMNS if p in summary and summary[p].fillna(0).sum() > 0]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    left = pd.Series(0.0, index=summary.index)
+    colors = plt.get_cmap("tab10")
+    for i, part in enumerate(parts):
+        values = summary[part].fillna(0) / 1e6
+        ax.barh(summary["model"], values, left=left, label=part, color=colors(i))
+        left += values
+    for y, total in enumerate(summary["total"] / 1e6):
+        ax.text(total + 1, y, f"{total:.1f}M", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("parameters (millions)")
+    ax.set_title("Parameter breakdown of the nine SSuperGAN variants")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_xlim(0, float(left.max()) * 1.15)
+    return fig
+
+
+def plot_training_curves(run_dirs: Sequence[str | Path], keys: Sequence[str] = ("recon", "kl", "d_local", "g_adv")) -> plt.Figure:
+    """One panel per loss, one line per run (from each run's ``metrics.jsonl``)."""
+    from .train import read_metrics
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.0), squeeze=False)
+    for run in run_dirs:
+        records = read_metrics(run)
+        steps = [r["step"] for r in records]
+        for ax, key in zip(axes[0], keys):
+            if any(key in r for r in records):
+                ax.plot(steps, [r.get(key, np.nan) for r in records], lw=1.2, label=Path(run).name)
+    for ax, key in zip(axes[0], keys):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def regenerate_all(
+    stats_dir: str | Path = "data_stats",
+    figures_dir: str | Path = "figures",
+    run_dirs: Sequence[str | Path] = (),
+    conf_thold: float = 0.9,
+    face_thold: int = 32,
+) -> list[Path]:
+    """Redraw every figure from artifacts; returns the written paths. Missing artifacts raise with the
+    notebook that makes them."""
+    from .data import stats
+    from .detect import plot_detection_evaluation
+    from .evaluate import plot_context_gain, plot_results_table, results_table
+
+    sd, fd = resolve_path(stats_dir), resolve_path(figures_dir)
+
+    def need(name: str, notebook: str) -> Path:
+        p = sd / name
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: run notebook {notebook} first")
+        return p
+
+    written: list[Path] = []
+
+    def save(fig: plt.Figure, name: str) -> None:
+        written.extend(save_figure(fig, name, out_dir=fd))
+        plt.close(fig)
+
+    panels = pd.read_csv(need("panels.csv", "01"))
+    panels["readable"] = panels["readable"].astype(bool)
+    summary = json.loads(need("panels_summary.json", "01").read_text())
+    faces = pd.read_csv(need("faces.csv", "01"))
+    save(stats.plot_panel_sizes(panels, summary), "06_panel_sizes")
+    save(stats.plot_width_vs_height(panels), "06_width_vs_height")
+    save(stats.plot_faces_per_panel(faces, panels, conf_thold), "06_faces_per_panel")
+    save(stats.plot_face_sizes(faces, conf_thold, face_thold), "06_face_sizes")
+    save(stats.plot_confidences(faces, conf_thold), "06_confidences")
+    save(plot_detection_evaluation(pd.read_csv(need("detections.csv", "02"))), "06_detection_eval")
+    save(plot_parameter_breakdown(pd.read_csv(need("model_params.csv", "03"))), "06_parameter_breakdown")
+    runs = [resolve_path(r) for r in run_dirs]
+    if runs:
+        save(plot_training_curves(runs), "06_training_curves")
+    results = pd.read_csv(need("results.csv", "05"))
+    rows = results.to_dict("records")
+    save(plot_results_table(results_table(rows)), "06_results_table")
+    save(plot_context_gain(rows), "06_context_gain")
+    if runs:
+        save(plot_recon_grid([load_recon_examples(r) for r in runs]), "06_reconstructions")
+    return written
