@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .config import resolve_path
+from .models.ssuper import PART_NAMES
 from .viz import save_figure
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
 ]
 
 RECON_FILE = "recon_examples.npz"
-PART_COLUMNS = ("backbone", "embed_head", "seq_encoder", "generator", "local_disc", "global_disc",
-                "refiner", "local_critic", "global_critic")
 
 
 def _u8(x) -> np.ndarray:
@@ -129,7 +128,7 @@ def plot_recon_grid(examples: Sequence[dict[str, np.ndarray]], max_rows: int = 6
 
 def plot_parameter_breakdown(summary: pd.DataFrame) -> plt.Figure:
     """Stacked horizontal bars of parameters per part for each variant (``data_stats/model_params.csv``)."""
-    parts = [p for p in PART_COLUMNS if p in summary and summary[p].fillna(0).sum() > 0]
+    parts = [p for p in PART_NAMES if p in summary and summary[p].fillna(0).sum() > 0]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     left = pd.Series(0.0, index=summary.index)
     colors = plt.get_cmap("tab10")
@@ -194,10 +193,11 @@ def regenerate_all(
         written.extend(save_figure(fig, name, out_dir=fd))
         plt.close(fig)
 
-    panels = pd.read_csv(need("panels.csv", "01"))
+    # series names are folder names: keep them strings ("0", "12"), as the scan wrote them
+    panels = pd.read_csv(need("panels.csv", "01"), dtype={"series": str, "file": str, "error": str})
     panels["readable"] = panels["readable"].astype(bool)
     summary = json.loads(need("panels_summary.json", "01").read_text())
-    faces = pd.read_csv(need("faces.csv", "01"))
+    faces = pd.read_csv(need("faces.csv", "01"), dtype={"series": str, "panel": str})
     save(stats.plot_panel_sizes(panels, summary), "06_panel_sizes")
     save(stats.plot_width_vs_height(panels), "06_width_vs_height")
     save(stats.plot_faces_per_panel(faces, panels, conf_thold), "06_faces_per_panel")

@@ -141,7 +141,9 @@ def resolve_backbone_weights(name: str, pretrained: Union[bool, str, Path]) -> P
 
     url = url_map[name]
     try:
-        torch.hub.load_state_dict_from_url(url, model_dir=str(_hub_checkpoint_dir()), map_location="cpu", file_name=filename, progress=True)
+        # check_hash: the file name carries the first digits of its SHA-256 (e.g. efficientnet-b5-b6417697.pth)
+        torch.hub.load_state_dict_from_url(url, model_dir=str(_hub_checkpoint_dir()), map_location="cpu", file_name=filename,
+                                           progress=True, check_hash=True)
     except Exception as exc:  # offline, proxy, partial download...
         raise FileNotFoundError(
             f"could not get the ImageNet weights of {name} ({type(exc).__name__}: {exc}). "
