@@ -1,0 +1,387 @@
+"""PyTorch datasets: panel sequences with a masked face (the paper's input), face crops, series split.
+
+:class:`PanelSequenceDataset` turns a :class:`~ssuper_lib.data.comics.SequenceSample` into what every model
+of the kit consumes: three panels (3, 3, H, W) in [-1, 1] whose last panel has the target face box filled
+with ``mask_val``, the true face (3, 64, 64), the binary mask and the mask coordinates (REFERENCE.md 3.2, 3.3).
+
+Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, item 15):
+
+* the mask is filled AFTER resizing, in resized coordinates (floor/ceil of the mapped face box, clamped to
+  the panel), so its edges are crisp and the filled region is exactly the ``mask`` / ``mask_coords`` region
+  (the original masked before a bilinear resize, which blurred the hole edges);
+* any panel size, including non-square (H, W); the face is resized with antialiasing (PIL);
+* decoding is fast: ``Image.draft`` lets the JPEG decoder downscale by 2/4/8 when the panel is reduced, and
+  crop + resize are one PIL call;
+* a missing or unreadable panel raises :class:`PanelReadError` naming the file and the sample index;
+* colour augmentation is off by default (as in every original run) and seeded per index when on;
+* the split is by series (``split_samples``): the original rule ``series <= int(max_series * ratio)`` with
+  ``max_series`` = the largest series present unless configured (the original hard-coded 3958), or the first
+  ``round(ratio * n)`` series in natural order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import DataConfig, resolve_path
+from .comics import IMAGE_EXTENSIONS, SequenceSample, list_series, natural_key, read_sequences
+
+__all__ = [
+    "PanelReadError",
+    "PanelSequenceDataset",
+    "FaceCropDataset",
+    "split_series",
+    "split_samples",
+    "read_split",
+    "match_ground_truth",
+]
+
+
+class PanelReadError(OSError):
+    """A panel listed in a sequence file is missing or cannot be decoded."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Series split
+# --------------------------------------------------------------------------------------------------
+
+
+def split_series(series: Sequence[str], data_cfg: DataConfig) -> tuple[list[str], list[str]]:
+    """Train and test series (natural order) under ``data_cfg.split`` and ``data_cfg.train_test_ratio``.
+
+    * ``series_threshold`` (original rule): train iff int(series) <= int(max_series * ratio); ``max_series``
+      defaults to the largest series number present (the original hard-coded 3958 for COMICS).
+    * ``series_fraction``: the first round(ratio * n) series in natural order are train.
+    """
+    series = sorted({str(s) for s in series}, key=natural_key)
+    ratio = data_cfg.train_test_ratio
+    if data_cfg.split == "series_fraction":
+        n_train = int(round(ratio * len(series)))
+        return series[:n_train], series[n_train:]
+    if data_cfg.split != "series_threshold":
+        raise ValueError(f"data.split: expected series_threshold or series_fraction, got {data_cfg.split!r}")
+    bad = [s for s in series if not s.isdigit()]
+    if bad:
+        raise ValueError(f"data.split=series_threshold needs numeric series names, got {bad[0]!r}; use data.split=series_fraction")
+    if not series:
+        return [], []
+    max_series = data_cfg.max_series if data_cfg.max_series is not None else max(int(s) for s in series)
+    limit = int(max_series * ratio)
+    return [s for s in series if int(s) <= limit], [s for s in series if int(s) > limit]
+
+
+def split_samples(
+    samples: Sequence[SequenceSample], data_cfg: DataConfig, series: Sequence[str] | None = None
+) -> tuple[list[SequenceSample], list[SequenceSample]]:
+    """Split samples by the series of their panels (never by sample): ``(train, test)``.
+
+    ``series`` is the full series list (defaults to the series present in ``samples``); it matters for the
+    threshold rule's default ``max_series``. A sample whose panels span two series is rejected.
+    """
+    if series is None:
+        series = sorted({s.series for s in samples}, key=natural_key)
+    train_s, _ = split_series(series, data_cfg)
+    train_set = set(train_s)
+    train, test = [], []
+    for i, s in enumerate(samples):
+        owners = {p.split("/")[0] for p in s.panels}
+        if len(owners) != 1:
+            raise ValueError(f"sample {i} mixes series {sorted(owners)}: {s.panels}")
+        (train if s.series in train_set else test).append(s)
+    return train, test
+
+
+def read_split(path: str | Path) -> dict[str, list[str]]:
+    """``split.json`` -> {"train": [...], "test": [...]}."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or not {"train", "test"} <= set(data):
+        raise ValueError(f"{path}: expected {{'train': [series...], 'test': [series...]}}")
+    return {"train": [str(s) for s in data["train"]], "test": [str(s) for s in data["test"]]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Panel sequences
+# --------------------------------------------------------------------------------------------------
+
+
+def _to_tensor(img) -> torch.Tensor:
+    """PIL RGB -> float32 (3, H, W) in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def _jitter_params(rng: np.random.Generator) -> dict:
+    """Colour jitter draws (each factor applied with p = 0.5; REFERENCE.md 3.4 ranges: brightness 0.8-1.6,
+    contrast 0.8-2.0, saturation 0-0.9). One draw per sample keeps the panels and the face consistent."""
+    return {
+        "brightness": rng.uniform(0.8, 1.6) if rng.random() < 0.5 else None,
+        "contrast": rng.uniform(0.8, 2.0) if rng.random() < 0.5 else None,
+        "saturation": rng.uniform(0.0, 0.9) if rng.random() < 0.5 else None,
+    }
+
+
+def _color_jitter(x: torch.Tensor, p: dict) -> torch.Tensor:
+    """Apply :func:`_jitter_params` draws to a (..., 3, H, W) tensor in [-1, 1]."""
+    y = (x + 1) / 2
+    if p["brightness"] is not None:
+        y = y * p["brightness"]
+    if p["contrast"] is not None:
+        mean = y.mean(dim=(-3, -2, -1), keepdim=True)
+        y = (y - mean) * p["contrast"] + mean
+    if p["saturation"] is not None:
+        gray = 0.299 * y[..., 0:1, :, :] + 0.587 * y[..., 1:2, :, :] + 0.114 * y[..., 2:3, :, :]
+        y = gray + (y - gray) * p["saturation"]
+    return y.clamp(0, 1) * 2 - 1
+
+
+class PanelSequenceDataset(Dataset):
+    """Three consecutive panels with the last one's face masked, and the target face (CONTRACTS.md).
+
+    ``__getitem__(i)`` returns a dict: ``panels`` (3, 3, H, W) float32 in [-1, 1] in ``panel_order``;
+    ``face`` (3, face_size, face_size); ``mask`` (1, H, W) with 1 inside the masked box; ``mask_coords``
+    int64 (y1, y2, x1, x2) in resized-panel pixels, end exclusive; ``index``; ``series``; and ``gt_panel``
+    (3, H, W), the unmasked last panel, with ``return_gt_panel``.
+
+    ``panel_order``: ``chronological`` -> [p1, p2, masked p3]; ``masked_first`` -> [masked p3, p1, p2] (the
+    original LSTM's reading order). ``panel_size`` is (H, W).
+    """
+
+    def __init__(
+        self,
+        panel_root: str | Path,
+        samples: Sequence[SequenceSample],
+        panel_size: Sequence[int] = (300, 300),
+        face_size: int = 64,
+        mask_val: float = 1.0,
+        panel_order: str = "chronological",
+        augment: bool = False,
+        return_gt_panel: bool = False,
+        seed: int = 0,
+    ):
+        if panel_order not in ("chronological", "masked_first"):
+            raise ValueError(f"panel_order: expected chronological or masked_first, got {panel_order!r}")
+        if not 0.0 <= mask_val <= 1.0:
+            raise ValueError(f"mask_val must be in [0, 1] (image space before normalisation), got {mask_val}")
+        self.panel_root = Path(panel_root)
+        self.samples = list(samples)
+        self.panel_size = (int(panel_size[0]), int(panel_size[1]))
+        self.face_size = int(face_size)
+        self.mask_val = float(mask_val)
+        self.panel_order = panel_order
+        self.augment = augment
+        self.return_gt_panel = return_gt_panel
+        self.seed = int(seed)
+
+    @classmethod
+    def from_config(cls, data_cfg: DataConfig, split: str = "train", **kwargs) -> "PanelSequenceDataset":
+        """Dataset of ``split`` ("train" | "test" | "all") from ``data_cfg``'s sequence file and ``split.json``.
+
+        Without a ``split.json`` beside the sequence file, the split is computed with :func:`split_samples`.
+        ``data_cfg.limit_size`` keeps the first N samples of the split.
+        """
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"split: expected train, test or all, got {split!r}")
+        seq_path = resolve_path(data_cfg.sequence_path)
+        samples = read_sequences(seq_path)
+        if split != "all":
+            sp = seq_path.parent / "split.json"
+            if sp.is_file():
+                wanted = set(read_split(sp)[split])
+                samples = [s for s in samples if s.series in wanted]
+            else:
+                train, test = split_samples(samples, data_cfg)
+                samples = train if split == "train" else test
+        if data_cfg.limit_size >= 0:
+            samples = samples[: data_cfg.limit_size]
+        opts = dict(panel_size=data_cfg.panel_size, face_size=data_cfg.face_size, mask_val=data_cfg.mask_val,
+                    panel_order=data_cfg.panel_order, augment=data_cfg.augment, seed=data_cfg.seed)
+        opts.update(kwargs)
+        return cls(resolve_path(data_cfg.panel_path), samples, **opts)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _open(self, rel: str, index: int):
+        from PIL import Image
+
+        path = self.panel_root / rel
+        try:
+            return Image.open(path)
+        except FileNotFoundError:
+            raise PanelReadError(f"sample {index}: panel {path} does not exist (listed in the sequence file)") from None
+        except Exception as exc:  # noqa: BLE001
+            raise PanelReadError(f"sample {index}: cannot read panel {path}: {exc}") from exc
+
+    def _load_panel(self, rel: str, crop: Sequence[int], index: int, face: Sequence[int] | None):
+        """Crop + resize one panel (and the face when given). Returns (panel PIL (W, H), face PIL or None)."""
+        from PIL import Image
+
+        ph, pw = self.panel_size
+        im = self._open(rel, index)
+        try:
+            W, H = im.size
+            cx1, cy1, cx2, cy2 = (float(v) for v in crop)
+            cw, ch = cx2 - cx1, cy2 - cy1
+            if cw <= 0 or ch <= 0:
+                raise ValueError(f"sample {index}: empty crop {list(crop)} for panel {rel}")
+            # scale the decoder may reduce to: the crop must keep >= panel size (and the face >= face size)
+            need = max(pw / cw, ph / ch)
+            if face is not None:
+                need = max(need, self.face_size / max(1.0, min(face[2] - face[0], face[3] - face[1])))
+            if im.format == "JPEG" and need < 0.5:
+                im.draft("RGB", (math.ceil(W * need), math.ceil(H * need)))
+            im = im.convert("RGB")
+            sx, sy = im.size[0] / W, im.size[1] / H
+        except PanelReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise PanelReadError(f"sample {index}: cannot read panel {self.panel_root / rel}: {exc}") from exc
+        inside = cx1 >= 0 and cy1 >= 0 and cx2 <= W and cy2 <= H
+        if inside:
+            panel = im.resize((pw, ph), Image.BILINEAR, box=(cx1 * sx, cy1 * sy, cx2 * sx, cy2 * sy))
+        else:  # crop sticking out of the image (hand-made files): pad with black, as PIL's crop does
+            panel = im.crop(tuple(round(v * s) for v, s in zip(crop, (sx, sy, sx, sy)))).resize((pw, ph), Image.BILINEAR)
+        face_img = None
+        if face is not None:
+            fx1, fy1 = max(0.0, face[0] * sx), max(0.0, face[1] * sy)
+            fx2, fy2 = min(im.size[0], face[2] * sx), min(im.size[1], face[3] * sy)
+            face_img = im.resize((self.face_size, self.face_size), Image.BILINEAR, box=(fx1, fy1, fx2, fy2))
+        return panel, face_img
+
+    def mask_coords(self, sample: SequenceSample) -> tuple[int, int, int, int]:
+        """(y1, y2, x1, x2) of the last face in resized-panel pixels: floor/ceil of the mapped box, clamped."""
+        ph, pw = self.panel_size
+        cx1, cy1, cx2, cy2 = sample.crops[-1]
+        fx1, fy1, fx2, fy2 = sample.faces[-1]
+        kx, ky = pw / (cx2 - cx1), ph / (cy2 - cy1)
+        x1 = min(max(math.floor((fx1 - cx1) * kx), 0), pw)
+        x2 = min(max(math.ceil((fx2 - cx1) * kx), 0), pw)
+        y1 = min(max(math.floor((fy1 - cy1) * ky), 0), ph)
+        y2 = min(max(math.ceil((fy2 - cy1) * ky), 0), ph)
+        return y1, y2, x1, x2
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        sample = self.samples[index]
+        n = len(sample.panels)
+        panels = torch.empty(n, 3, *self.panel_size, dtype=torch.float32)  # (S, 3, H, W), filled in place
+        face_t = None
+        for j, (rel, crop) in enumerate(zip(sample.panels, sample.crops)):
+            last = j == n - 1
+            panel, face_img = self._load_panel(rel, crop, index, sample.faces[j] if last else None)
+            panels[j].copy_(torch.from_numpy(np.array(panel)).permute(2, 0, 1))  # (H, W, 3) uint8 -> (3, H, W) float
+            if last:
+                face_t = _to_tensor(face_img)
+        panels.div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1]
+        if self.augment:
+            params = _jitter_params(np.random.default_rng([self.seed, index]))
+            panels, face_t = _color_jitter(panels, params), _color_jitter(face_t, params)
+        y1, y2, x1, x2 = self.mask_coords(sample)
+        gt_panel = panels[-1].clone() if self.return_gt_panel else None
+        panels[-1, :, y1:y2, x1:x2] = self.mask_val * 2.0 - 1.0  # fill in [-1, 1] space: 1 -> white
+        mask = torch.zeros(1, *self.panel_size, dtype=torch.float32)
+        mask[:, y1:y2, x1:x2] = 1.0
+        if self.panel_order == "masked_first":
+            panels = torch.cat([panels[-1:], panels[:-1]], 0)
+        out = {
+            "panels": panels,  # (3, 3, H, W)
+            "face": face_t,  # (3, F, F)
+            "mask": mask,  # (1, H, W)
+            "mask_coords": torch.tensor([y1, y2, x1, x2], dtype=torch.int64),
+            "index": index,
+            "series": sample.series,
+        }
+        if gt_panel is not None:
+            out["gt_panel"] = gt_panel
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Face crops
+# --------------------------------------------------------------------------------------------------
+
+
+class FaceCropDataset(Dataset):
+    """Square face crops ``<root>/<series>/<page>_<panel>_<k>.jpg`` resized to ``size`` (REFERENCE.md 3.5).
+
+    ``series``: only these series (e.g. the train list of ``split.json``); None = all. Items are dicts
+    ``{"face": (3, size, size) in [-1, 1], "series": str, "index": int}``; ``paths`` lists the files.
+    """
+
+    def __init__(self, root: str | Path, series: Sequence[str] | None = None, size: int = 64):
+        self.root = Path(root)
+        names = list_series(self.root) if series is None else sorted({str(s) for s in series}, key=natural_key)
+        self.paths: list[Path] = []
+        for s in names:
+            d = self.root / s
+            if d.is_dir():
+                self.paths += sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=lambda p: natural_key(p.name))
+        self.size = int(size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        from PIL import Image
+
+        path = self.paths[index]
+        try:
+            with Image.open(path) as im:
+                if im.format == "JPEG":
+                    im.draft("RGB", (self.size, self.size))
+                img = im.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        except Exception as exc:  # noqa: BLE001
+            raise PanelReadError(f"face {index}: cannot read {path}: {exc}") from exc
+        return {"face": _to_tensor(img), "series": path.parent.name, "index": index}
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground-truth identities (synthetic data)
+# --------------------------------------------------------------------------------------------------
+
+
+def match_ground_truth(samples: Sequence[SequenceSample], gt_csv: str | Path, iou_thold: float = 0.3) -> list[dict]:
+    """Character identities for each sample from the synthetic ``ground_truth.csv``.
+
+    Returns one dict per sample: ``target_character`` (the character whose true box has the highest IoU with
+    the target face square, or None below ``iou_thold`` - squares around rectangular boxes have IoU < 1, hence
+    the lenient default), ``target_iou``, and ``context_characters``: a list with one set per panel of the
+    characters visible in it (all true boxes; in the last panel the target face itself is excluded, other
+    faces there stay visible to the model).
+    """
+    import pandas as pd
+
+    from ..detect import box_iou
+
+    df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
+    by_panel: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for panel, g in df.groupby("panel", sort=False):
+        by_panel[panel] = (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["character"].tolist())
+    out = []
+    for s in samples:
+        boxes, chars = by_panel.get(s.panels[-1], (np.zeros((0, 4)), []))
+        target, t_iou, t_idx = None, 0.0, -1
+        if len(chars):
+            ious = box_iou(np.array([s.faces[-1]], np.float64), boxes)[0]
+            t_idx = int(np.argmax(ious))
+            t_iou = float(ious[t_idx])
+            if t_iou >= iou_thold:
+                target = chars[t_idx]
+            else:
+                t_idx = -1
+        ctx = []
+        for j, p in enumerate(s.panels):
+            _, cs = by_panel.get(p, (None, []))
+            if j == len(s.panels) - 1:
+                cs = [c for k, c in enumerate(cs) if k != t_idx]
+            ctx.append(set(cs))
+        out.append({"target_character": target, "target_iou": t_iou, "context_characters": ctx})
+    return out
