@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 from .config import REPO_ROOT
 
-__all__ = ["FIGURE_DPI", "FIGURES_DIR", "save_figure"]
+__all__ = ["FIGURE_DPI", "FIGURES_DIR", "save_figure", "plot_losses", "LiveLossPlot"]
 
 FIGURE_DPI = 120
 FIGURES_DIR = REPO_ROOT / "figures"

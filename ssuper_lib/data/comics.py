@@ -32,6 +32,7 @@ __all__ = [
     "Box",
     "MalformedLine",
     "Annotations",
+    "annotation_files",
     "read_annotation_file",
     "read_annotations",
     "write_annotation_file",
@@ -180,17 +181,20 @@ def read_annotation_file(path: str | Path) -> Annotations:
     return ann
 
 
-def read_annotations(annot_root: str | Path, series: Iterable[str] | None = None) -> Annotations:
-    """Read every ``<series>.txt`` under ``annot_root`` (or only the given series; missing files are skipped)."""
+def annotation_files(annot_root: str | Path, series: Iterable[str] | None = None) -> list[Path]:
+    """The ``<series>.txt`` files under ``annot_root`` in natural order (or those of the given series that exist)."""
     root = Path(annot_root)
     if not root.is_dir():
         raise FileNotFoundError(f"annotation folder {root} does not exist: point data.annot_path at the detector outputs")
     if series is None:
-        files = sorted(root.glob("*.txt"), key=lambda p: natural_key(p.name))
-    else:
-        files = [root / f"{s}.txt" for s in series if (root / f"{s}.txt").is_file()]
+        return sorted(root.glob("*.txt"), key=lambda p: natural_key(p.name))
+    return [root / f"{s}.txt" for s in series if (root / f"{s}.txt").is_file()]
+
+
+def read_annotations(annot_root: str | Path, series: Iterable[str] | None = None) -> Annotations:
+    """Read every ``<series>.txt`` under ``annot_root`` (or only the given series; missing files are skipped)."""
     out = Annotations()
-    for f in files:
+    for f in annotation_files(annot_root, series):
         out.merge(read_annotation_file(f))
     return out
 

@@ -29,7 +29,7 @@ import pandas as pd
 from PIL import Image
 
 from ..config import REPO_ROOT
-from .comics import Box, natural_key, read_annotation_file
+from .comics import Box, annotation_files, natural_key, read_annotation_file
 
 __all__ = [
     "PANEL_COLUMNS",
@@ -192,13 +192,7 @@ def face_stats(annot_root: str | Path, series: Iterable[str] | None = None) -> t
 
     Malformed lines (``comics.MalformedLine``, with file and line number) are returned, not raised.
     """
-    root = Path(annot_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"annotation folder {root} does not exist: point data.annot_path at the detector outputs")
-    if series is None:
-        files = sorted(root.glob("*.txt"), key=lambda p: natural_key(p.name))
-    else:
-        files = [root / f"{s}.txt" for s in series if (root / f"{s}.txt").is_file()]
+    files = annotation_files(annot_root, series)
     rows: list[tuple] = []
     malformed: list = []
     for f in files:
