@@ -38,7 +38,8 @@ from typing import Iterable, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
-from .data.comics import Annotations, Box, list_panels, list_series, natural_key, read_annotation_file, write_annotation_file
+from .data.comics import (Annotations, Box, indented_list, list_panels, list_series, natural_key, read_annotation_file,
+                          write_annotation_file)
 
 __all__ = [
     "Detection",
@@ -402,10 +403,7 @@ class DetectionRunReport:
             f"{len(self.series_skipped)} already finished (skipped); {self.panels} panels, {self.boxes} boxes; "
             f"{len(self.corrupt)} unreadable panels skipped"
         ]
-        lines += [f"  {c}" for c in self.corrupt[:20]]
-        if len(self.corrupt) > 20:
-            lines.append(f"  ... and {len(self.corrupt) - 20} more")
-        return "\n".join(lines)
+        return "\n".join(lines + indented_list(self.corrupt))
 
 
 def _load_panel(path: Path, needs_pixels: bool):

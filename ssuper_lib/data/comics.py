@@ -46,6 +46,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _DIGITS = re.compile(r"(\d+)")
 
 
+def indented_list(items: list, limit: int = 20) -> list[str]:
+    """Report lines for the first ``limit`` items (indented), then "... and N more" (reports of skips)."""
+    lines = [f"  {x}" for x in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more")
+    return lines
+
+
 def natural_key(name: str) -> tuple:
     """Sort key that orders ``2_10.jpg`` after ``2_9.jpg`` (digit runs compare as numbers)."""
     return tuple(int(tok) if tok.isdigit() else tok.lower() for tok in _DIGITS.split(str(name)))
@@ -138,10 +146,7 @@ class Annotations:
             f"{self.files_read} annotation files, {len(self.boxes)} panels with boxes, {self.n_boxes} boxes, "
             f"{len(self.malformed)} malformed lines skipped"
         ]
-        lines += [f"  {m}" for m in self.malformed[:20]]
-        if len(self.malformed) > 20:
-            lines.append(f"  ... and {len(self.malformed) - 20} more")
-        return "\n".join(lines)
+        return "\n".join(lines + indented_list(self.malformed))
 
 
 def _parse_line(text: str) -> tuple[str, Box] | str:
