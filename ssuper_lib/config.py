@@ -72,6 +72,7 @@ class DataConfig:
     split: str = "series_threshold"  # series_threshold (original rule) | series_fraction
     max_series: int | None = None  # series count N of the original rule: train if series <= int(N*ratio)
     train_test_ratio: float = 0.95  # fraction of series for training
+    val_series: int = 0  # training series held out for validation (the last ones in natural order; 0 = none)
     face_train_test_ratio: float = 0.9  # split ratio for face-crop datasets
     panel_size: list[int] = field(default_factory=lambda: [300, 300])  # [H, W] of resized panels
     face_size: int = 64  # side of the target face
@@ -87,7 +88,7 @@ class DataConfig:
 class ModelConfig:
     """Architecture of one SSuperGAN variant (REFERENCE.md 1)."""
 
-    variant: str = "ssupergan"  # ssupervae | ssupergan | ssuperglobalgan | ssupervae_ca
+    variant: str = "ssupergan"  # ssupervae | ssupergan | ssuperglobalgan | ssupervae_ca | ssuper_exemplar (beyond the original)
     backbone: str = "efficientnet-b5"  # efficientnet-b0..b7 | efficientnet-lite0
     pretrained: Union[bool, str] = True  # true | false | path to a weights file
     freeze_backbone: bool = False  # keep the backbone fixed (enables feature caching)
@@ -112,6 +113,11 @@ class ModelConfig:
     disc_norm: str = "batch"  # batch | instance | layer | none
     ca_cnum: int = 64  # contextual-attention fine generator width
     ca_critic_channels: int = 32  # WGAN-GP critic width for the CA variant
+    exemplar_k: int = 3  # Exemplar-SSuperGAN: context faces per context panel (highest detector confidence first)
+    exemplar_ctx_size: int = 32  # Exemplar-SSuperGAN: side of the surroundings crops (query and candidates)
+    exemplar_dim: int = 128  # Exemplar-SSuperGAN: attention / feature size
+    exemplar_width: int = 16  # Exemplar-SSuperGAN: base width of the crop encoders and the exemplar generator
+    exemplar_hard: bool = True  # Exemplar-SSuperGAN: draw from the arg-max exemplar (straight-through); false = soft mix
     vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
 
 
@@ -139,6 +145,7 @@ class TrainConfig:
     global_adv_weight: float = 0.02  # global adversarial weight in the generator loss
     global_disc_lr: float = 2e-4  # learning rate of the global discriminator
     l1_fine_weight: float = 1.0  # CA: weight of L1(fine face, true face)
+    select_weight: float = 1.0  # Exemplar-SSuperGAN: weight of the selection loss (attention -> candidate nearest the true face)
     wgan_gp_lambda: float = 10.0  # CA: gradient-penalty weight
     global_wgan_weight: float = 1.0  # CA: weight of the global critic terms
     amp: str = "auto"  # auto (bf16 on supporting GPUs) | bf16 | fp16 | none
@@ -150,6 +157,9 @@ class TrainConfig:
     out_dir: str = "runs"  # parent of run directories runs/<NNNNN>-<name>/
     resume: str | None = None  # run directory or checkpoint to continue from
     num_workers: int = 2  # DataLoader workers per process
+    val_every: int = 500  # steps between validation errors on the whole validation split (0 = off)
+    keep_best: bool = True  # keep checkpoints/best.pt: the checkpoint with the lowest validation error
+    early_stop_patience: int = 0  # stop after this many validations without improvement (0 = off)
     inject_nan_at: int = -1  # testing aid: make the loss non-finite at this step (-1 = never)
 
 
@@ -165,6 +175,7 @@ class EvalConfig:
     kid_subset_size: int = 1000  # KID subset size (capped at the sample count)
     prior_samples: int = 1000  # prior samples for the separate prior FID
     max_samples: int = -1  # evaluate at most this many test samples (-1 = all)
+    checkpoint: str = "best"  # best (lowest validation error; latest when the run kept none) | latest
 
 
 @dataclass
@@ -183,7 +194,8 @@ class ExperimentConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.split": ("series_threshold", "series_fraction"),
     "data.panel_order": ("chronological", "masked_first"),
-    "model.variant": ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca"),
+    "eval.checkpoint": ("best", "latest"),
+    "model.variant": ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca", "ssuper_exemplar"),
     "model.seq_encoder": ("plain", "lstm", "bilstm", "convlstm"),
     "model.gen_norm": ("batch", "instance", "layer"),
     "model.disc_norm": ("batch", "instance", "layer", "none"),

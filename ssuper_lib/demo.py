@@ -57,16 +57,15 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
 
 
 def _finished_run(config: str) -> Path | None:
-    """The newest run of ``config`` whose checkpoint reached the config's ``train.max_steps``, or None."""
+    """The newest run of ``config`` that finished (``done.json``: max steps or early stop), or None."""
     from .config import load_config
-    from .evaluate import checkpoint_step, latest_run
+    from .evaluate import latest_run
 
     cfg = load_config(config)
     run = latest_run(cfg.name, "runs")
     if run is None:
         return None
-    step = checkpoint_step(run)
-    return run if step is not None and step >= cfg.train.max_steps else None
+    return run if (run / "done.json").is_file() else None
 
 
 def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0) -> dict[str, float]:

@@ -40,6 +40,7 @@ __all__ = [
     "split_series",
     "split_samples",
     "read_split",
+    "holdout_val_series",
     "match_ground_truth",
 ]
 
@@ -98,12 +99,27 @@ def split_samples(
     return train, test
 
 
+def holdout_val_series(train_series: Sequence[str], data_cfg: DataConfig) -> tuple[list[str], list[str]]:
+    """(train, val): the last ``data_cfg.val_series`` training series (natural order) become validation series.
+
+    Validation series are for every choice made while developing (early stopping, settings); the test
+    series are touched only by the final evaluation.
+    """
+    train = sorted({str(s) for s in train_series}, key=natural_key)
+    k = int(data_cfg.val_series)
+    if k < 0:
+        raise ValueError(f"data.val_series: expected >= 0, got {k}")
+    if k and k >= len(train):
+        raise ValueError(f"data.val_series = {k} would leave no training series (there are {len(train)})")
+    return (train[: len(train) - k], train[len(train) - k :]) if k else (train, [])
+
+
 def read_split(path: str | Path) -> dict[str, list[str]]:
-    """``split.json`` -> {"train": [...], "test": [...]}."""
+    """``split.json`` -> {"train": [...], "val": [...], "test": [...]} ("val" is empty in files without it)."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or not {"train", "test"} <= set(data):
-        raise ValueError(f"{path}: expected {{'train': [series...], 'test': [series...]}}")
-    return {"train": [str(s) for s in data["train"]], "test": [str(s) for s in data["test"]]}
+        raise ValueError(f"{path}: expected {{'train': [series...], 'val': [series...], 'test': [series...]}}")
+    return {k: [str(s) for s in data.get(k, [])] for k in ("train", "val", "test")}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,13 +197,13 @@ class PanelSequenceDataset(Dataset):
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, split: str = "train", **kwargs) -> "PanelSequenceDataset":
-        """Dataset of ``split`` ("train" | "test" | "all") from ``data_cfg``'s sequence file and ``split.json``.
+        """Dataset of ``split`` ("train" | "val" | "test" | "all") from ``data_cfg``'s sequence file and ``split.json``.
 
         Without a ``split.json`` beside the sequence file, the split is computed with :func:`split_samples`.
         ``data_cfg.limit_size`` keeps the first N samples of the split.
         """
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split: expected train, test or all, got {split!r}")
+        if split not in ("train", "val", "test", "all"):
+            raise ValueError(f"split: expected train, val, test or all, got {split!r}")
         seq_path = resolve_path(data_cfg.sequence_path)
         samples = read_sequences(seq_path)
         if split != "all":
@@ -197,7 +213,12 @@ class PanelSequenceDataset(Dataset):
                 samples = [s for s in samples if s.series in wanted]
             else:
                 train, test = split_samples(samples, data_cfg)
-                samples = train if split == "train" else test
+                if split == "test":
+                    samples = test
+                else:
+                    tr_s, val_s = holdout_val_series({s.series for s in train}, data_cfg)
+                    wanted = set(tr_s if split == "train" else val_s)
+                    samples = [s for s in train if s.series in wanted]
         if data_cfg.limit_size >= 0:
             samples = samples[: data_cfg.limit_size]
         opts = dict(panel_size=data_cfg.panel_size, face_size=data_cfg.face_size, mask_val=data_cfg.mask_val,
