@@ -1,0 +1,171 @@
+"""The seed's FaceDetector RetinaFace (BBTNet) in the kit: key layout, strict loading, equality with the original,
+the "no person" rule and a resumable detection run that preprocessing reads (issue 12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bbtnet_helpers import REFERENCE_CONF, REFERENCE_NMS, REFERENCE_SIZE, reference_image, seeded_state_dict
+from ssuper_lib.data.comics import read_annotation_file
+from ssuper_lib.models.bbtnet import BBTNet, BBTNetDetector, load_bbtnet, normalize_panel, postprocess, prior_boxes
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bbtnet_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(FIXTURE, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def r50():
+    torch.manual_seed(0)
+    m = BBTNet("resnet50")
+    m.load_state_dict(seeded_state_dict(m.state_dict()))
+    return m.eval()
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet152"])
+def test_key_layout_is_the_originals(backbone, reference):
+    """Every key name and its order are those of the original ``RetinaFace(backbone).state_dict()``."""
+    keys = list(BBTNet(backbone).state_dict())
+    assert keys == [str(k) for k in reference[f"{backbone}_keys"]]
+
+
+def test_checkpoint_in_the_original_layout_loads_strictly(tmp_path, r50):
+    path = tmp_path / "final_mixed_r50.pth"
+    torch.save(r50.state_dict(), path)  # a plain state_dict, as FaceDetector's save_model
+    model = load_bbtnet(path)
+    assert model.backbone_name == "resnet50" and not model.training
+    for k, v in r50.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_key_mismatch_names_the_file_and_the_keys(tmp_path, r50):
+    state = dict(r50.state_dict())
+    state.pop("fpn.lateral_outs.3.conv.weight")
+    state["heads2.2.layers.0.weight"] = torch.zeros(1)
+    path = tmp_path / "wrong_keys.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError) as err:
+        load_bbtnet(path)
+    msg = str(err.value)
+    assert "wrong_keys.pth" in msg and "fpn.lateral_outs.3.conv.weight" in msg and "heads2.2.layers.0.weight" in msg
+
+    bad = dict(r50.state_dict())
+    bad["heads2.0.layers.0.weight"] = torch.zeros(3, 256, 1, 1)
+    torch.save(bad, path)
+    with pytest.raises(ValueError, match="heads2.0.layers.0.weight"):
+        load_bbtnet(path)
+
+
+def test_priors_follow_the_grid_order():
+    w, h = REFERENCE_SIZE
+    p = prior_boxes(w, h)
+    n = sum(3 * -(-w // s) * -(-h // s) for s in (4, 8, 16, 32, 64))
+    assert p.shape == (n, 4)
+    # first level: row 0, columns 0 and 1, anchors 16 / 20.16 / 25.40
+    assert torch.allclose(p[:4], torch.tensor([[2, 2, 16, 16], [2, 2, 20.16, 20.16], [2, 2, 25.4, 25.4], [6, 2, 16, 16.0]]))
+    # second row of the first level starts after ceil(W / 4) columns * 3 anchors
+    assert torch.allclose(p[3 * -(-w // 4)], torch.tensor([2.0, 6.0, 16.0, 16.0]))
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet152"])
+def test_equal_to_the_original_implementation(backbone, reference, r50, one_thread):
+    """Fixed seeded weights + fixed image: raw scores and boxes, and the extraction's filtered boxes, equal the
+    numbers the original FaceDetector code produced (tests/fixtures/bbtnet_reference.npz) to 1e-4."""
+    if backbone == "resnet50":
+        model = r50
+    else:
+        model = BBTNet(backbone)
+        model.load_state_dict(seeded_state_dict(model.state_dict()))
+        model.eval()
+    img = reference_image()
+    with torch.inference_mode():
+        logits, offsets = model(normalize_panel(img)[None])
+    w, h = REFERENCE_SIZE
+    from ssuper_lib.models.bbtnet import decode_boxes
+
+    scores = torch.softmax(logits[0], -1)[:, 1].numpy()
+    boxes = decode_boxes(offsets[0], prior_boxes(w, h)).numpy()
+    assert np.abs(scores - reference[f"{backbone}_raw_scores"]).max() < 1e-4
+    assert np.abs(boxes - reference[f"{backbone}_raw_boxes"]).max() < 1e-4
+
+    det = BBTNetDetector(model=model, device="cpu", conf_thold=REFERENCE_CONF, nms_thold=REFERENCE_NMS, top_k=None)
+    (d,) = det.detect([Image.fromarray(img)])
+    ref_boxes, ref_scores = reference[f"{backbone}_boxes"], reference[f"{backbone}_scores"]
+    assert d.boxes.shape == ref_boxes.shape, (len(d), len(ref_scores))
+    assert np.abs(d.scores - ref_scores).max() < 1e-4
+    assert np.abs(d.boxes - ref_boxes).max() < 1e-4
+    assert np.array_equal(np.floor(d.boxes).astype(np.int64), reference[f"{backbone}_int_boxes"])
+
+
+def test_no_person_rule_and_top_k():
+    priors = prior_boxes(64, 64)
+    p = len(priors)
+    offsets = torch.zeros(p, 4)
+    logits = torch.zeros(p, 2)
+    logits[:, 0] = 3.0  # every score = sigmoid(-3) = 0.047 <= 0.08
+    boxes, scores, empty = postprocess(logits, offsets, priors, conf_thold=0.01)
+    assert empty and len(scores) == 0
+    logits[:, 0] = 2.0  # 0.119 > 0.08: not a "no person" panel, boxes above conf are returned
+    boxes, scores, empty = postprocess(logits, offsets, priors, conf_thold=0.01, nms_thold=1.0, top_k=7)
+    assert not empty and len(scores) == 7
+
+
+def _small_synthetic_panels(src: Path, dst: Path, n_series: int = 2, per_series: int = 4) -> Path:
+    """The first panels of the first synthetic series, downscaled to at most 128 px (keeps the CPU run short)."""
+    series = sorted(p.name for p in (src / "panels").iterdir())[:n_series]
+    for s in series:
+        (dst / s).mkdir(parents=True)
+        for f in sorted((src / "panels" / s).iterdir())[:per_series]:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                im.thumbnail((128, 128))
+                im.save(dst / s / f.name, quality=95)
+    return dst
+
+
+def test_cli_detection_run_is_resumable_and_preprocessing_reads_it(tmp_path, tiny_synthetic, r50, one_thread):
+    from ssuper_lib.config import DataConfig
+    from ssuper_lib.detect import main
+    from ssuper_lib.preprocess import run_preprocessing
+
+    panels = _small_synthetic_panels(tiny_synthetic, tmp_path / "panels")
+    ckpt = tmp_path / "final_mixed_r50.pth"
+    torch.save(r50.state_dict(), ckpt)
+    out = tmp_path / "annotations"
+    args = ["--panels", str(panels), "--out", str(out), "--detector", "bbtnet", "--checkpoint", str(ckpt),
+            "--bbtnet-conf", "0.5", "--no-progress"]
+    assert main(args) == 0
+    files = sorted(out.glob("*.txt"))
+    assert [f.stem for f in files] == sorted(p.name for p in panels.iterdir())
+    ann = read_annotation_file(files[0])
+    assert ann.n_boxes > 0 and all(b.conf > 0.5 for bs in ann.boxes.values() for b in bs)
+
+    first = files[0].read_text()
+    files[1].unlink()  # as if the run had been killed before the second series
+    stamp = files[0].stat().st_mtime_ns
+    assert main(args) == 0
+    assert files[1].is_file() and files[0].stat().st_mtime_ns == stamp and files[0].read_text() == first
+
+    cfg = DataConfig(panel_path=str(panels), annot_path=str(out), sequence_path=str(tmp_path / "seq.json"),
+                     faces_path=str(tmp_path / "faces"), ground_truth_path=None, conf_thold=0.5, face_thold=8,
+                     split="series_fraction", train_test_ratio=0.5)
+    rep = run_preprocessing(cfg, progress=False, write_faces=False, workers=1)
+    assert rep.annotation_files == 2 and rep.boxes_read == sum(read_annotation_file(f).n_boxes for f in files)
+    assert rep.after_size > 0
