@@ -169,3 +169,19 @@ def test_cli_detection_run_is_resumable_and_preprocessing_reads_it(tmp_path, tin
     rep = run_preprocessing(cfg, progress=False, write_faces=False, workers=1)
     assert rep.annotation_files == 2 and rep.boxes_read == sum(read_annotation_file(f).n_boxes for f in files)
     assert rep.after_size > 0
+
+
+def test_notebook_preview_draws_the_detections(tmp_path, tiny_synthetic, r50, one_thread):
+    """The helper behind notebook 02's BBTNet section: boxes per panel and a figure with one axis per panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ssuper_lib.models.bbtnet import bbtnet_preview
+
+    panels = _small_synthetic_panels(tiny_synthetic, tmp_path / "panels", n_series=1, per_series=2)
+    keys = sorted(f"{p.parent.name}/{p.name}" for p in panels.glob("*/*.jpg"))
+    det = BBTNetDetector(model=r50, device="cpu", conf_thold=0.5)
+    fig, boxes = bbtnet_preview(det, panels, keys, conf_thold=0.5, face_thold=0)
+    assert list(boxes) == keys and len(fig.axes) == 2
+    direct = det.detect([Image.open(panels / k) for k in keys])
+    assert [len(b) for b in boxes.values()] == [len(d) for d in direct]

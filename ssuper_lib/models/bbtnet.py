@@ -52,6 +52,7 @@ __all__ = [
     "normalize_panel",
     "load_bbtnet",
     "BBTNetDetector",
+    "bbtnet_preview",
 ]
 
 # (stride, three square anchor sides in pixels) per pyramid level, P2..P6 (the original's anchor table)
@@ -388,3 +389,31 @@ class BBTNetDetector:
                         self.no_person.append(names[i])
                     out[i] = Detection(boxes, scores)
         return out
+
+
+def bbtnet_preview(detector: BBTNetDetector, panel_root: str | os.PathLike, keys: Sequence[str], conf_thold: float = 0.9,
+                   nms_iou: float = 0.2, face_thold: int = 32):
+    """Notebook 02's look at the seed's detector: run ``detector`` on the panels ``keys`` (``series/file.jpg``)
+    and draw each with the kit's filter applied. Returns ``(figure, {key: [Box, ...]})`` (boxes before the kit's
+    filter, corners floored as in the annotation files)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from ..data.comics import Box
+    from ..detect import plot_panel_detections
+
+    root = Path(panel_root)
+    images = []
+    for k in keys:
+        with Image.open(root / k) as im:
+            img = im.convert("RGB")
+        img.filename = str(root / k)
+        images.append(img)
+    dets = detector.detect(images)
+    boxes = {k: [Box(*(int(math.floor(v)) for v in b), float(s)) for b, s in zip(d.boxes, d.scores)]
+             for k, d in zip(keys, dets)}
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 4), squeeze=False)
+    for ax, k, img in zip(axes[0], keys, images):
+        plot_panel_detections(ax, img, boxes[k], conf_thold, nms_iou, face_thold, title=f"{k}: {len(boxes[k])} boxes")
+    fig.tight_layout()
+    return fig, boxes
