@@ -185,3 +185,18 @@ def test_notebook_preview_draws_the_detections(tmp_path, tiny_synthetic, r50, on
     assert list(boxes) == keys and len(fig.axes) == 2
     direct = det.detect([Image.open(panels / k) for k in keys])
     assert [len(b) for b in boxes.values()] == [len(d) for d in direct]
+
+
+def test_batched_panels_give_the_per_panel_results(r50, one_thread):
+    """Panels of equal size share a forward pass; each still gets its own boxes, in input order."""
+    img = reference_image()
+    other = np.ascontiguousarray(img[:64, :90][:, ::-1])
+    images = [Image.fromarray(img), Image.fromarray(other), Image.fromarray(255 - img)]
+    det = BBTNetDetector(model=r50, device="cpu", conf_thold=REFERENCE_CONF, batch_size=2)
+    batched = det.detect(images)
+    single = [det.detect([im])[0] for im in images]
+    for b, s in zip(batched, single):
+        assert b.boxes.shape == s.boxes.shape
+        np.testing.assert_allclose(b.boxes, s.boxes, atol=1e-4)
+        np.testing.assert_allclose(b.scores, s.scores, atol=1e-5)
+    assert len(batched[0]) != len(batched[1]) or not np.allclose(batched[0].scores[:1], batched[1].scores[:1])
