@@ -754,25 +754,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--num-classes", type=int, help="classes of the torchvision model incl. background")
     p.add_argument("--face-label", type=int, help="label index of the face class (torchvision)")
     p.add_argument("--annotations", help="existing annotation folder (--detector annotations)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (bbtnet: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda or auto (default: auto for bbtnet - the GPU when there is one - else cpu)")
     p.add_argument("--shard", default="0/1", help="i/n: handle every n-th series starting at i")
     p.add_argument("--conf-floor", type=float, default=0.05, help="do not write boxes below this score")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--overwrite", action="store_true", help="redo series whose file already exists")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    device = a.device or ("auto" if a.detector == "bbtnet" else "cpu")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if a.detector == "animeface":
         det: Detector = AnimeFaceDetector()
     elif a.detector == "torchvision":
         if not a.checkpoint:
             p.error("--detector torchvision needs --checkpoint")
-        det = TorchvisionDetector(a.checkpoint, a.arch, a.num_classes, a.face_label, device=a.device, batch_size=a.batch_size)
+        det = TorchvisionDetector(a.checkpoint, a.arch, a.num_classes, a.face_label, device=device, batch_size=a.batch_size)
     elif a.detector == "bbtnet":
         from .models.bbtnet import BBTNetDetector
 
         if not a.checkpoint:
             p.error("--detector bbtnet needs --checkpoint (FaceDetector's final_mixed_r50.pth or the R152 file)")
-        det = BBTNetDetector(a.checkpoint, backbone=a.bbtnet_backbone, device=a.device, conf_thold=a.bbtnet_conf,
+        det = BBTNetDetector(a.checkpoint, backbone=a.bbtnet_backbone, device=device, conf_thold=a.bbtnet_conf,
                              nms_thold=a.bbtnet_nms, batch_size=a.batch_size)
     else:
         if not a.annotations:
