@@ -51,6 +51,7 @@ __all__ = [
     "PairDataset",
     "SiameseRun",
     "train_siamese",
+    "cached_siamese",
     "pair_accuracy",
     "nearest_neighbours",
     "plot_distance_histogram",
@@ -331,6 +332,24 @@ def train_siamese(
     if run_dir is not None:
         save_siamese(model, run_dir / "checkpoints" / "siamese.pt", step=steps, val=val_res, seconds=seconds)
     return SiameseRun(model, run_dir, history, val_res, seconds)
+
+
+def cached_siamese(train: IdentityFaces, cache_dir: str | os.PathLike, steps: int = 150, seed: int = 0,
+                   progress: bool = False, **kwargs) -> SiameseNetwork:
+    """A Siamese model trained on ``train`` (no validation, no run directory), cached in ``cache_dir`` under a
+    hash of the training faces, identities and settings; reloaded (``weights_only``) when present. For the
+    evaluation, which needs one embedding for every model and baseline."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(train.faces.numpy().tobytes())
+    h.update(repr((list(train.identities), steps, seed, sorted(kwargs.items()), "SiameseNetwork-v1")).encode())
+    path = Path(cache_dir) / f"siamese_{h.hexdigest()[:20]}.pt"
+    if path.is_file():
+        return load_siamese(path)
+    run = train_siamese(train, None, steps=steps, seed=seed, out_dir=None, progress=progress, **kwargs)
+    save_siamese(run.model, path, step=steps, seconds=run.seconds)
+    return run.model
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 from ssuper_lib.identity import label_free_identity, label_free_identity_from_embeddings, spearman_rho, validate_against_identity
 from ssuper_lib.models.siamese import (OriginalPickleError, SiameseNetwork, contrastive_loss, embed_faces,
                                        load_original_siamese, load_siamese)
-from ssuper_lib.siamese import (IdentityFaces, main, pair_accuracy, sample_pairs, split_by_series,
+from ssuper_lib.siamese import (IdentityFaces, cached_siamese, main, pair_accuracy, sample_pairs, split_by_series,
                                 synthetic_identity_faces, train_siamese)
 
 
@@ -288,3 +288,20 @@ def test_spearman_and_validation_text():
     assert v["n"] == 4 and v["rho"] == pytest.approx(0.0) and v["weak"] and "WEAK" in v["text"]
     strong = validate_against_identity([{"lf_top1": x, "id_acc": 2 * x} for x in (0.1, 0.2, 0.3)])
     assert strong["rho"] == pytest.approx(1.0) and not strong["weak"] and "WEAK" not in strong["text"]
+
+
+def test_cached_siamese_trains_once_and_reloads(tmp_path, one_thread):
+    rng = np.random.default_rng(0)
+    faces = IdentityFaces(torch.from_numpy(rng.integers(0, 256, (12, 3, 16, 16), dtype=np.uint8)),
+                          np.repeat(["a", "b", "c"], 4), np.repeat(["0", "1", "2"], 4))
+    kw = dict(steps=3, batch_size=4, image_dim=16, backbone="basic")
+    m1 = cached_siamese(faces, tmp_path, **kw)
+    files = list(tmp_path.glob("siamese_*.pt"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    m2 = cached_siamese(faces, tmp_path, **kw)
+    assert files[0].stat().st_mtime_ns == stamp  # reloaded, not retrained
+    x = faces.faces[:4]
+    assert torch.allclose(embed_faces(m1, x), embed_faces(m2, x), atol=1e-6)
+    cached_siamese(faces, tmp_path, **{**kw, "steps": 4})
+    assert len(list(tmp_path.glob("siamese_*.pt"))) == 2  # other settings, other model
