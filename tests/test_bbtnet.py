@@ -200,3 +200,27 @@ def test_batched_panels_give_the_per_panel_results(r50, one_thread):
         np.testing.assert_allclose(b.boxes, s.boxes, atol=1e-4)
         np.testing.assert_allclose(b.scores, s.scores, atol=1e-5)
     assert len(batched[0]) != len(batched[1]) or not np.allclose(batched[0].scores[:1], batched[1].scores[:1])
+
+
+def test_cli_lists_no_person_panels(tmp_path, tiny_synthetic, r50, one_thread):
+    """Panels whose best score is <= 0.08 get no boxes and are listed in no_person_frames.txt (the original's log)."""
+    from ssuper_lib.detect import main
+
+    panels = _small_synthetic_panels(tiny_synthetic, tmp_path / "panels", n_series=1, per_series=2)
+    state = dict(r50.state_dict())
+    for lvl in range(5):  # background logit +10 for every anchor: face scores ~ 5e-5
+        b = state[f"heads2.0.layers.{lvl}.bias"].clone()
+        b[0::2] = 10.0
+        state[f"heads2.0.layers.{lvl}.bias"] = b
+    ckpt = tmp_path / "background_only.pth"
+    torch.save(state, ckpt)
+    out = tmp_path / "annotations"
+    assert main(["--panels", str(panels), "--out", str(out), "--detector", "bbtnet", "--checkpoint", str(ckpt),
+                 "--bbtnet-conf", "0.0", "--conf-floor", "0.0", "--no-progress"]) == 0
+    listed = (out / "no_person_frames.txt").read_text().split()
+    assert sorted(Path(p).name for p in listed) == sorted(p.name for p in panels.glob("*/*.jpg"))
+    assert all(read_annotation_file(f).n_boxes == 0 for f in out.glob("*.txt") if f.name != "no_person_frames.txt")
+    from ssuper_lib.data.comics import read_annotations
+
+    ann = read_annotations(out)  # the log beside the series files is not read as one of them
+    assert ann.files_read == 1 and not ann.malformed
