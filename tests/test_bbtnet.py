@@ -224,3 +224,54 @@ def test_cli_lists_no_person_panels(tmp_path, tiny_synthetic, r50, one_thread):
 
     ann = read_annotations(out)  # the log beside the series files is not read as one of them
     assert ann.files_read == 1 and not ann.malformed
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning (optional demo): the original's training objective on the synthetic ground truth
+# --------------------------------------------------------------------------------------------------
+
+
+def test_loss_is_zero_for_the_encoded_targets_and_ohem_counts():
+    from ssuper_lib.detector_finetune import bbtnet_loss
+    from ssuper_lib.models.bbtnet import decode_boxes
+
+    priors = prior_boxes(64, 64)
+    p = len(priors)
+    gt = torch.tensor([[10.0, 12.0, 30.0, 33.0]])
+    offsets = torch.zeros(1, p, 4, requires_grad=True)
+    logits = torch.zeros(1, p, 2)
+    loss, parts = bbtnet_loss(logits, offsets, priors, [gt])
+    n_pos = parts["positives"]
+    assert n_pos > 0
+    # with equal logits every CE term is ln 2: positives + 3 x positives hardest negatives, divided by positives
+    assert parts["cls"] == pytest.approx(4 * np.log(2), rel=1e-5)
+    loss.backward()
+    # offsets that decode exactly to the true box have zero box loss
+    from torchvision.ops import box_iou
+
+    from ssuper_lib.detector_finetune import _xyxy
+
+    pos = torch.nonzero(box_iou(gt, _xyxy(priors))[0] >= 0.5).flatten()
+    target = offsets.detach().clone()
+    pr = priors[pos]
+    c = (gt[:, :2] + gt[:, 2:]) / 2
+    wh = gt[:, 2:] - gt[:, :2]
+    target[0, pos] = torch.cat([(c - pr[:, :2]) / (0.1 * pr[:, 2:]), torch.log(wh / pr[:, 2:]) / 0.2], 1)
+    assert torch.allclose(decode_boxes(target[0, pos], pr), gt.expand(len(pos), 4), atol=1e-4)
+    _, parts = bbtnet_loss(logits, target, priors, [gt])
+    assert parts["box"] == pytest.approx(0.0, abs=1e-8)
+    _, none = bbtnet_loss(logits, target, priors, [torch.zeros(0, 4)])
+    assert none["positives"] == 0
+
+
+def test_finetune_smoke_and_comparison_with_the_simulated_detector(tiny_synthetic, one_thread):
+    from ssuper_lib.detector_finetune import GroundTruthPanels, compare_detectors, finetune_bbtnet
+
+    data = GroundTruthPanels(tiny_synthetic, ["0", "1", "2"], size=96)
+    x, b = data.item(0, flip=True)
+    assert x.shape == (3, 96, 96) and b.shape[1] == 4 and float(x.min()) >= -1 and (b[:, 2] > b[:, 0]).all()
+    res = finetune_bbtnet(data, steps=2, batch_size=2, progress=False)
+    assert len(res.history) == 2 and all(np.isfinite(h["loss"]) for h in res.history)
+    table = compare_detectors(tiny_synthetic, ["3"], res.model, size=96, thresholds=(0.5,))
+    assert set(table["detector"]) == {"fine-tuned BBTNet (Lite0)", "simulated detector (annotation files)"}
+    assert {"precision", "recall", "ap50"} <= set(table.columns)

