@@ -275,3 +275,11 @@ def test_finetune_smoke_and_comparison_with_the_simulated_detector(tiny_syntheti
     table = compare_detectors(tiny_synthetic, ["3"], res.model, size=96, thresholds=(0.5,))
     assert set(table["detector"]) == {"fine-tuned BBTNet (Lite0)", "simulated detector (annotation files)"}
     assert {"precision", "recall", "ap50"} <= set(table.columns)
+
+
+def test_a_finetuned_lite_model_saves_and_loads_by_its_keys(tmp_path):
+    model = BBTNet("efficientnet-lite0", pretrained_backbone=False)
+    path = tmp_path / "lite.pth"
+    torch.save(model.state_dict(), path)
+    again = load_bbtnet(path)
+    assert again.backbone_name == "efficientnet-lite0" and again.input_norm == "unit"

@@ -304,6 +304,8 @@ def normalize_panel(image, mode: str = "imagenet") -> torch.Tensor:
 
 
 def _backbone_from_keys(state: dict) -> str | None:
+    if "backbone.net._conv_stem.weight" in state:
+        return LITE_BACKBONE  # a kit fine-tuned model (ssuper_lib.detector_finetune)
     blocks = {k.split(".")[2] for k in state if k.startswith("backbone.layer3.")}
     for name, n in BACKBONES.items():
         if len(blocks) == n:
@@ -399,10 +401,14 @@ class BBTNetDetector:
 
     def _priors_for(self, w: int, h: int) -> torch.Tensor:
         if (w, h) not in self._priors:
+            if len(self._priors) >= 64:  # COMICS panels come in thousands of sizes: keep the cache small
+                self._priors.clear()
             self._priors[(w, h)] = prior_boxes(w, h).to(self.device)
         return self._priors[(w, h)]
 
     def detect(self, images: Sequence) -> list:
+        from PIL import Image
+
         from ..detect import Detection, _open_rgb
 
         mode = getattr(self.model, "input_norm", "imagenet")
@@ -413,7 +419,7 @@ class BBTNetDetector:
             scale = 1.0
             if self.max_side and max(rgb.size) > self.max_side:
                 scale = self.max_side / max(rgb.size)
-                rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), 2)  # bilinear
+                rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BILINEAR)
             scales.append(scale)
             tensors.append(normalize_panel(rgb, mode))
         names = [str(im) if isinstance(im, (str, os.PathLike)) else (getattr(im, "filename", "") or f"#{i}")
