@@ -21,7 +21,7 @@ venv: $(STAMP)
 
 ## make demo: synthetic data -> notebooks 01..06 headlessly -> figures/, data_stats/, runs/ (FRESH=1 starts over)
 demo: $(STAMP)
-	$(PY) -m ssuper_lib.demo $(if $(FRESH),--fresh,)
+	$(PY) -m ssuper_lib.demo $(if $(FRESH),--fresh,) $(if $(SEEDS),--seeds $(SEEDS),)
 
 ## make test: the whole test suite, notebooks in smoke mode and the real-browser test included
 test: $(STAMP)

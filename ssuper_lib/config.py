@@ -175,6 +175,9 @@ class EvalConfig:
     kid_subset_size: int = 1000  # KID subset size (capped at the sample count)
     prior_samples: int = 1000  # prior samples for the separate prior FID
     max_samples: int = -1  # evaluate at most this many test samples (-1 = all)
+    label_free: bool = True  # label-free identity metric (Siamese retrieval of the true face among other series' faces)
+    siamese_weights: str | None = None  # Siamese checkpoint (kit file or the original's pickle); None: train one on the training series' ground truth (synthetic)
+    siamese_steps: int = 150  # training steps of that Siamese model (cached by data and settings)
     checkpoint: str = "best"  # best (lowest validation error; latest when the run kept none) | latest
 
 

@@ -106,11 +106,22 @@ def latest_run(name: str, runs_root: str | Path = "runs") -> Path | None:
     return max(found)[1] if found else None
 
 
-def latest_runs(configs: Sequence[str | Path], runs_root: str | Path = "runs") -> dict[str, Path | None]:
-    """{config path: newest run of that config's ``name`` (or None)} for each config file."""
+def seed_run_name(name: str, seed: int) -> str:
+    """Run name of training seed ``seed`` of a config: the config's name for seed 0, ``<name>_seed<k>`` else."""
+    return name if seed == 0 else f"{name}_seed{seed}"
+
+
+def latest_runs(configs: Sequence[str | Path], runs_root: str | Path = "runs", seeds: int = 1) -> dict[str, Path | None]:
+    """{label: newest run (or None)} for each config file and each of its first ``seeds`` training seeds
+    (label: the config path, with ``#seed<k>`` for k > 0)."""
     from .config import load_config
 
-    return {str(c): latest_run(load_config(c).name, runs_root) for c in configs}
+    out = {}
+    for c in configs:
+        name = load_config(c).name
+        for k in range(seeds):
+            out[str(c) + (f"#seed{k}" if k else "")] = latest_run(seed_run_name(name, k), runs_root)
+    return out
 
 
 def checkpoint_step(run_dir: str | Path, which: str | None = None) -> int | None:
@@ -650,6 +661,7 @@ def evaluate_run(
             row["select_right_character"] = float(right.mean())
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
+    row["faces_path"] = str(_save_faces(out_dir / f"faces_{split}_seed{seed}.pt", gen_u8, true_u8, series))
     per_path = out_dir / f"per_sample_{split}_seed{seed}.csv"
     per.to_csv(per_path, index=False)
     row["per_sample_path"] = str(per_path)
@@ -714,11 +726,68 @@ def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0
             psnr_shuf=None if shuf is None else M.psnr_per_image(shuf, true),
             ssim_shuf=None if shuf is None else M.ssim_per_image(shuf, true), n_boot=n_boot, ci=ecfg.ci, seed=seed,
             identity=identity, identity_epochs=identity_epochs, cache_dir=cache_dir)
-        rows.append({"run": name, "run_dir": "", "model": B.BASELINES[name],
+        fpath = _save_faces(cache_dir / f"baseline_{name}_{ex.key}_{split}_seed{seed}.pt", M.to_uint8(gen), true_u8, series)
+        rows.append({"run": name, "run_dir": "", "model": B.BASELINES[name], "faces_path": str(fpath),
                      "kind": "oracle" if name.startswith("oracle") else "baseline", "variant": name,
                      "eval_seed": seed, "split": split, "n": len(indices), **fields,
                      "ci": ecfg.ci, "n_boot": n_boot, "eval_seconds": round(time.perf_counter() - t0, 1)})
     return rows
+
+
+def _save_faces(path: Path, gen_u8: torch.Tensor, true_u8: torch.Tensor, series: Sequence[str]) -> Path:
+    """Generated and true uint8 faces of an evaluation with their series (for metrics computed afterwards,
+    e.g. the label-free identity metric, without generating again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"gen": gen_u8, "true": true_u8, "series": [str(s) for s in series]}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None, progress: bool = False):
+    """The Siamese embedder of the label-free identity metric: ``eval.siamese_weights`` (a kit checkpoint or
+    the original's whole-model pickle, loaded safely), else one trained on the training series' ground-truth
+    identities of a synthetic data set (cached). None when neither is possible (reason in the second value)."""
+    from .models.siamese import load_original_siamese, load_siamese
+
+    w = cfg.eval.siamese_weights
+    if w:
+        path = resolve_path(w)
+        try:
+            return load_siamese(path), ""
+        except Exception:  # noqa: BLE001 - not a kit checkpoint: try the original's pickle format
+            return load_original_siamese(path), ""
+    gt = cfg.data.ground_truth_path
+    if not gt or not resolve_path(gt).is_file():
+        return None, "no Siamese weights (eval.siamese_weights) and no synthetic ground truth to train one"
+    from .data.datasets import read_split
+    from .preprocess import split_path
+    from .siamese import cached_siamese, synthetic_identity_faces
+
+    data_root = resolve_path(cfg.data.sequence_path).parent
+    cache_dir = Path(cache_dir) if cache_dir is not None else data_root / "eval_cache"
+    sp = split_path(cfg.data)
+    train_series = read_split(sp)["train"] if sp.is_file() else None
+    faces = synthetic_identity_faces(resolve_path(gt).parent, series=train_series)
+    return cached_siamese(faces, cache_dir, steps=cfg.eval.siamese_steps, seed=0, progress=progress), ""
+
+
+def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0) -> dict:
+    """Add the label-free identity metric (``lf_top1``, ``lf_mrr``, ``lf_verify``, ...) to every row that has
+    saved faces, and return its validation against ground-truth identity accuracy (Spearman rho over the rows)."""
+    from .identity import label_free_identity, validate_against_identity
+
+    for r in rows:
+        path = r.get("faces_path")
+        if not path or not Path(path).is_file():
+            continue
+        f = torch.load(path, weights_only=True)
+        lf = label_free_identity(f["gen"], f["true"], f["series"], f["true"], f["series"], embedder, k=k, seed=seed)
+        r.update(lf["summary"])
+    val = validate_against_identity([r for r in rows if r.get("kind") != "seed run"])
+    for r in rows:
+        r["lf_rho_vs_id_acc"] = val["rho"]
+    return val
 
 
 def _training_faces(train_ds, cache_dir: Path) -> torch.Tensor:
@@ -897,6 +966,8 @@ def results_table(rows: Sequence[dict]) -> "pandas.DataFrame":  # noqa: F821
             "Identity gain %": _fmt_ci(r, "gain_id", 1, pct=True, counts=False),
             "Identity acc %, char in context": _fmt_ci(r, "id_acc_in_ctx", 1, pct=True),
             "Identity ceiling % / chance %": _pct(r.get("id_acc_ceiling")) + " / " + _pct(r.get("id_chance")),
+            "Label-free top-1 % / MRR (Siamese)": (_pct(r.get("lf_top1")) + " / " + _fmt_num(r.get("lf_mrr"), 3))
+            if _finite(r.get("lf_top1")) else "-",
             "Eval seed": r.get("eval_seed"),
             "Step": r.get("checkpoint_step", "-") if r.get("kind", "model") == "model" else "-",
         })
@@ -998,6 +1069,13 @@ def write_results(rows: Sequence[dict], stats_dir: str | Path = "data_stats", fi
         "standard FID nor with the original table's numbers (other data).",
         "Context gain: PSNR(true context) - PSNR(context panels from another series), paired bootstrap CI.",
     ]
+    lf_notes = {r.get("lf_note") for r in (table_rows or rows) if r.get("lf_note")}
+    if lf_notes:
+        notes.append("Label-free identity (real COMICS has no character labels): a Siamese face embedding ranks the "
+                     "true face against 20 faces of other series (same-series faces may show the same character and "
+                     "are never negatives); top-1 = the generated face's nearest is the true face, MRR = mean "
+                     "reciprocal rank; chance top-1 = 1/21.")
+    notes += sorted(lf_notes)
     seen = set()
     for r in rows:
         for key in ("fid", "fid_prior", "fid_orig"):
@@ -1044,6 +1122,7 @@ def plot_context_gain(rows: Sequence[dict]) -> "matplotlib.figure.Figure":  # no
     import matplotlib.pyplot as plt
 
     keys = [("gain_psnr", "all"), ("gain_psnr_in_ctx", "char. in context"), ("gain_psnr_not_in_ctx", "char. not in context")]
+    rows = [r for r in rows if _finite(r.get("gain_psnr")) and r.get("kind") != "seed run"]
     fig, ax = plt.subplots(figsize=(1.5 + 2.2 * max(len(rows), 1), 3.2))
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):
@@ -1063,7 +1142,7 @@ def plot_context_gain(rows: Sequence[dict]) -> "matplotlib.figure.Figure":  # no
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([f"{r['model']}\n(n={r.get('gain_psnr_n', '-')}, step {r.get('checkpoint_step')})" for r in rows], fontsize=7)
     ax.set_ylabel("PSNR gain from true context (dB)")
-    ax.set_title(f"Context gain, {int(100 * (rows[0].get('ci') or 0.95)) if rows else 95}% bootstrap CI", fontsize=9)
+    ax.set_title(f"Context gain, {int(100 * (rows[0].get('ci') or 0.95)) if rows else 95}% series-bootstrap CI", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -1094,6 +1173,12 @@ class RunBrowser:
         self.cfg, self.model = load_run(self.run_dir, device=str(_device(self.device)))
         self.model.eval()
         self.dataset = PanelSequenceDataset.from_config(self.cfg.data, split=self.split, return_gt_panel=True)
+        self.exemplars = None
+        if self.cfg.model.variant == "ssuper_exemplar":
+            from .exemplars import load_or_build_exemplars
+
+            self.exemplars = load_or_build_exemplars(self.cfg.data, self.dataset.samples, self.cfg.model.exemplar_k,
+                                                     self.cfg.model.exemplar_ctx_size)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -1105,12 +1190,21 @@ class RunBrowser:
         item = self.dataset[index]
         dev = next(self.model.parameters()).device
         panels = item["panels"][None].to(dev)
-        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev))
+        extra = None
+        if self.exemplars is not None:
+            from .exemplars import exemplar_fields
+
+            extra = {k: v.to(dev) for k, v in exemplar_fields(self.exemplars, torch.tensor([index])).items()}
+        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev), extra=extra)
         g = out["face"].float().cpu()
         pasted = paste_faces(item["gt_panel"][None], g, item["mask_coords"][None])[0]
-        return {"panels": item["panels"], "gt_panel": item["gt_panel"], "face": item["face"], "generated": g[0],
+        view = {"panels": item["panels"], "gt_panel": item["gt_panel"], "face": item["face"], "generated": g[0],
                 "pasted": pasted, "psnr": float(M.psnr_per_image(g, item["face"][None])[0]),
                 "series": item["series"], "index": index}
+        if extra is not None:  # the candidates and their attention weights (slot 0 = the null candidate)
+            view.update(cand_face=extra["cand_face"][0].cpu(), cand_valid=extra["cand_valid"][0].cpu(),
+                        attn=out["attn"][0].float().cpu())
+        return view
 
     def figure(self, index: int, title: str | None = None):
         import matplotlib.pyplot as plt
@@ -1118,8 +1212,24 @@ class RunBrowser:
         v = self.view(index)
         img = lambda t: ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()  # noqa: E731
         S = v["panels"].shape[0]
-        fig, axes = plt.subplots(1, S + 3, figsize=(2.0 * (S + 3), 2.4),
-                                 gridspec_kw={"width_ratios": [1] * S + [0.6, 0.6, 1]})
+        if "attn" in v:  # second row: the context faces with their attention weights
+            C = v["cand_face"].shape[0]
+            fig = plt.figure(figsize=(2.0 * (S + 3), 4.2))
+            top = fig.subfigures(2, 1, height_ratios=[2.4, 1.6])
+            axes = top[0].subplots(1, S + 3, gridspec_kw={"width_ratios": [1] * S + [0.6, 0.6, 1]})
+            cax = top[1].subplots(1, C + 1)
+            pick = int(v["attn"].argmax()) - 1
+            for c in range(C):
+                cax[c].axis("off")
+                if bool(v["cand_valid"][c]):
+                    cax[c].imshow(img(v["cand_face"][c]))
+                    cax[c].set_title(("chosen " if c == pick else "") + f"{float(v['attn'][c + 1]):.2f}", fontsize=8,
+                                     color="red" if c == pick else "black")
+            cax[C].axis("off")
+            cax[C].set_title(f"null {float(v['attn'][0]):.2f}", fontsize=8, color="red" if pick < 0 else "black")
+        else:
+            fig, axes = plt.subplots(1, S + 3, figsize=(2.0 * (S + 3), 2.4),
+                                     gridspec_kw={"width_ratios": [1] * S + [0.6, 0.6, 1]})
         for j in range(S):
             axes[j].imshow(img(v["panels"][j]))
             axes[j].set_title(f"panel {j + 1}" + (" (masked)" if j == (S - 1 if self.cfg.data.panel_order == "chronological" else 0) else ""), fontsize=8)
@@ -1132,7 +1242,8 @@ class RunBrowser:
         for a in axes:
             a.axis("off")
         fig.suptitle(title or f"{model_label(self.cfg)} ({self.run_dir.name}) - test sample {index}, series {v['series']}", fontsize=9)
-        fig.tight_layout()
+        if "attn" not in v:
+            fig.tight_layout()
         return fig
 
 
@@ -1142,7 +1253,7 @@ class RunBrowser:
 
 
 def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int = 0, baselines: bool = True,
-                 reuse: bool = True, progress: bool = True, **kwargs) -> dict[str, list[dict]]:
+                 reuse: bool = True, progress: bool = True, label_free: bool = True, **kwargs) -> dict[str, Any]:
     """Evaluate runs, the baselines (on the data of the first run's config, same samples and seed) and
     aggregate training seeds. Returns {"runs": one row per run, "baselines": [...], "table": the rows to show
     (multi-seed models aggregated by :func:`aggregate_seeds`, then baselines and oracle)}."""
@@ -1156,8 +1267,20 @@ def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int 
         bkw = {k: v for k, v in kwargs.items() if k in keys}
         base_rows = evaluate_baselines(cfg, split=split, seed=seed, **bkw)
     n_boot = kwargs.get("n_boot") or 1000
+    lf_text = ""
+    if label_free and run_dirs:
+        cfg, _ = load_run(run_dirs[0])
+        if cfg.eval.label_free:
+            embedder, why = identity_embedder(cfg, kwargs.get("cache_dir"), progress=progress)
+            if embedder is None:
+                lf_text = f"label-free identity metric unavailable: {why}"
+            else:
+                lf_text = add_label_free_identity(run_rows + base_rows, embedder, seed=seed)["text"]
     table = aggregate_seeds(run_rows, n_boot=n_boot, seed=seed) + base_rows
-    return {"runs": run_rows, "baselines": base_rows, "table": table}
+    if lf_text:
+        for r in table:
+            r["lf_note"] = lf_text
+    return {"runs": run_rows, "baselines": base_rows, "table": table, "label_free": lf_text}
 
 
 def results_rows(result: dict[str, list[dict]]) -> list[dict]:
