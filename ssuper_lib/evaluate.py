@@ -180,11 +180,36 @@ def _collate(items: list[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
+def context_groups(gt: Sequence[dict], masked: int) -> list[bool | None]:
+    """Per sample: True when the target character appears in a context panel, False when it does not, and
+    None when the target character itself is unknown (its own group, counted in neither)."""
+    out: list[bool | None] = []
+    for g in gt:
+        target = g["target_character"]
+        if target is None:
+            out.append(None)
+        else:
+            out.append(any(target in cs for j, cs in enumerate(g["context_characters"]) if j != masked))
+    return out
+
+
+def original_protocol_samples_z(cfg) -> bool:
+    """Whether the original's evaluation of this row generated from a sampled z ~ q(z | panels) (True) or
+    from G(mu) (False), REFERENCE.md 5.1 and 0.4: SSuperVAE (``eval_ssupervae.py``) and the CA model
+    (``forward`` samples z, PSNR on the fine faces) sampled; so did the ``global-disc`` notebook that
+    evaluated Plain-SSuperGlobalGAN. The SSuperGAN scripts and main's global trainer (Bi-LSTM, z = mu)
+    used G(mu)."""
+    variant, encoder = cfg.model.variant, cfg.model.seq_encoder
+    return variant in ("ssupervae", "ssupervae_ca") or (variant == "ssuperglobalgan" and encoder == "plain")
+
+
 @torch.no_grad()
 def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, mask_coords: torch.Tensor,
-                   sample_z: bool = False, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                   sample_z: bool = False, generator: torch.Generator | None = None,
+                   masked_pos: int = -1) -> dict[str, torch.Tensor]:
     """Faces from panel context: {"mu", "face"} with face = G(mu) (or G(z), z ~ q(z|panels), when
-    ``sample_z``); for the contextual-attention variant "face" is the refined fine face and "coarse" G(mu)."""
+    ``sample_z``); for the contextual-attention variant "face" is the refined fine face and "coarse" G(mu).
+    ``masked_pos``: index of the masked panel along S (-1 chronological, 0 for data.panel_order=masked_first)."""
     from .models.sequence import reparameterize
 
     mu, log_sigma = model.encode(panels)  # (B, latent) each
@@ -192,7 +217,7 @@ def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, m
     face = model.generate(z)  # (B, 3, 64, 64)
     out = {"mu": mu, "face": face}
     if getattr(model, "refiner", None) is not None:
-        refined = model.refine(panels, face, mask, mask_coords)
+        refined = model.refine(panels[:, masked_pos], face, mask, mask_coords)  # (B, 3, H, W): the masked panel
         out["coarse"] = face
         out["face"] = refined["fine_face"]
     return out
@@ -424,7 +449,7 @@ def evaluate_run(
     ssim_shuf = np.full(n, np.nan)
     orig_gen = []  # faces for the original-protocol PSNR (float, order of the dataset)
     orig_true = []
-    is_vae = cfg.model.variant == "ssupervae"
+    is_vae = original_protocol_samples_z(cfg)  # the original scripts' choice per variant (REFERENCE.md 5.1)
     zgen = torch.Generator(device=dev).manual_seed(seed)
     it = loader
     if progress:
@@ -437,19 +462,19 @@ def evaluate_run(
         panels = batch["panels"].to(dev)  # (B, S, 3, H, W)
         mask, coords = batch["mask"].to(dev), batch["mask_coords"].to(dev)
         face = batch["face"]  # (B, 3, 64, 64)
-        out = generate_faces(model, panels, mask, coords)
+        out = generate_faces(model, panels, mask, coords, masked_pos=masked_pos)
         g = out["face"].float().cpu()
         psnr[pos] = M.psnr_per_image(g, face)
         ssim[pos] = M.ssim_per_image(g, face)
         panel_psnr[pos] = M.panel_psnr_per_image(batch["gt_panel"], g, batch["mask_coords"])
         true_u8[pos_t] = M.to_uint8(face)
         gen_u8[pos_t] = M.to_uint8(g)
-        # original protocol: GAN variants G(mu); SSuperVAE a sampled z (REFERENCE.md 5.1)
-        orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen)["face"].float().cpu()
-                        if is_vae else g)
+        # original protocol: G(mu) or a sampled z, as the original's script for this row (REFERENCE.md 5.1)
+        orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen,
+                                       masked_pos=masked_pos)["face"].float().cpu() if is_vae else g)
         orig_true.append(face)
         if partners is not None:
-            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords)["face"].float().cpu()
+            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords, masked_pos=masked_pos)["face"].float().cpu()
             psnr_shuf[pos] = M.psnr_per_image(gs, face)
             ssim_shuf[pos] = M.ssim_per_image(gs, face)
             shuf_u8[pos_t] = M.to_uint8(gs)
@@ -506,9 +531,7 @@ def evaluate_run(
         gt = match_ground_truth([ds.samples[i] for i in indices], resolve_path(gt_csv))
         per["character"] = [g["target_character"] for g in gt]
         masked = len(ds.samples[indices[0]].panels) - 1
-        per["in_context"] = [g["target_character"] is not None and
-                             any(g["target_character"] in cs for j, cs in enumerate(g["context_characters"]) if j != masked)
-                             for g in gt]
+        per["in_context"] = context_groups(gt, masked)
     else:
         per["character"] = None
         per["in_context"] = np.nan
@@ -540,15 +563,17 @@ def evaluate_run(
         row.update(_ci_fields("gain_psnr", M.paired_difference(psnr, psnr_shuf, **bs)))
         row.update(_ci_fields("gain_ssim", M.paired_difference(ssim, ssim_shuf, **bs)))
         if have_gt:
-            inctx = per["in_context"].to_numpy(bool)
+            inctx = per["in_context"].eq(True).to_numpy()  # unknown target characters (None) are in neither group
+            notctx = per["in_context"].eq(False).to_numpy()
             row.update(_ci_fields("gain_psnr_in_ctx", M.paired_difference(psnr[inctx], psnr_shuf[inctx], **bs)))
-            row.update(_ci_fields("gain_psnr_not_in_ctx", M.paired_difference(psnr[~inctx], psnr_shuf[~inctx], **bs)))
+            row.update(_ci_fields("gain_psnr_not_in_ctx", M.paired_difference(psnr[notctx], psnr_shuf[notctx], **bs)))
+            row["n_unknown_character"] = int(per["in_context"].isna().sum())
             if "id_pred_shuffled" in per:
                 known = per["character"].notna().to_numpy() & per["id_pred_gen"].notna().to_numpy()
                 c_true = (per["id_pred_gen"] == per["character"]).to_numpy(np.float64)
                 c_shuf = (per["id_pred_shuffled"] == per["character"]).to_numpy(np.float64)
                 row.update(_ci_fields("gain_id", M.paired_difference(c_true[known], c_shuf[known], **bs)))
-                for tag, sel in (("in_ctx", inctx), ("not_in_ctx", ~inctx)):
+                for tag, sel in (("in_ctx", inctx), ("not_in_ctx", notctx)):
                     s = known & sel
                     row.update(_ci_fields(f"gain_id_{tag}", M.paired_difference(c_true[s], c_shuf[s], **bs)))
 
@@ -840,7 +865,8 @@ class RunBrowser:
         item = self.dataset[index]
         dev = next(self.model.parameters()).device
         panels = item["panels"][None].to(dev)
-        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev))
+        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev),
+                             masked_pos=-1 if self.cfg.data.panel_order == "chronological" else 0)
         g = out["face"].float().cpu()
         pasted = paste_faces(item["gt_panel"][None], g, item["mask_coords"][None])[0]
         return {"panels": item["panels"], "gt_panel": item["gt_panel"], "face": item["face"], "generated": g[0],

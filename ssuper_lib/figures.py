@@ -70,7 +70,8 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
     coords = torch.stack([it["mask_coords"] for it in items])  # (n, 4)
     with torch.no_grad():
         recon = model.reconstruct(panels).clamp(-1, 1)  # (n, 3, 64, 64)
-        pasted = paste_faces(panels[:, -1], recon, coords)  # (n, 3, H, W)
+        masked = panels[:, -1] if cfg.data.panel_order == "chronological" else panels[:, 0]  # (n, 3, H, W)
+        pasted = paste_faces(masked, recon, coords)  # (n, 3, H, W)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez_compressed(

@@ -163,3 +163,15 @@ def test_from_config_split_face_crops_and_ground_truth(tiny_synthetic, tmp_path)
             assert g["target_character"].split("_")[0] == s.series  # characters belong to their series' cast
     # characters recur: the target often appears in a context panel (the premise of the paper)
     assert sum(g["target_character"] in (g["context_characters"][0] | g["context_characters"][1]) for g in matched) > 0
+
+
+def test_augmentation_draws_change_with_the_epoch(handmade):
+    """Seeded by (seed, epoch, index): the same epoch gives the same jitter, a new epoch a new one."""
+    root, seq = handmade
+    aug = PanelSequenceDataset(root, read_sequences(seq), panel_size=(48, 64), augment=True, seed=3)
+    first = aug[0]["panels"]
+    aug.set_epoch(1)
+    second = aug[0]["panels"]
+    assert not torch.equal(first, second), "every epoch applies the same colour jitter"
+    aug.set_epoch(0)
+    assert torch.equal(aug[0]["panels"], first)

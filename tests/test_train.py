@@ -202,6 +202,20 @@ def test_injected_nan_stops_with_message_and_keeps_last_good_checkpoint(data_roo
     assert cfg_loaded.model == cfg.model and not model.training
 
 
+@pytest.mark.slow
+def test_training_loop_sets_the_augmentation_epoch(data_root, tmp_path, monkeypatch):
+    """With data.augment the loop tells the dataset each epoch (new jitter per epoch, exact on resume)."""
+    from ssuper_lib.data.datasets import PanelSequenceDataset
+
+    seen = []
+    inner = PanelSequenceDataset.set_epoch
+    monkeypatch.setattr(PanelSequenceDataset, "set_epoch", lambda self, e: (seen.append(e), inner(self, e)))
+    cfg = ci_config("ssupervae", data_root, tmp_path, "train.max_steps=0", "train.epochs=3", "train.batch_size=256",
+                    "train.ckpt_every=0", "data.augment=true", "train.cache_features=false")
+    train(cfg, progress=False)
+    assert seen == [0, 1, 2]
+
+
 def test_run_dirs_are_numbered(tmp_path):
     a = make_run_dir(tmp_path, "exp")
     b = make_run_dir(tmp_path, "other")
