@@ -92,8 +92,8 @@ def check(patch: Path, python: str, timeout: int) -> tuple[str, str]:
                 rc = run.returncode
             except subprocess.TimeoutExpired:
                 rc = 1  # a revert that hangs a test is noticed too
-            if rc == 5 or rc == 4:  # no test collected / usage error: the name is stale
-                return "NOT caught", f"{test}: no such test (pytest exit {rc})"
+            if rc in (2, 3, 4, 5):  # collection error / internal error / usage error / no test: not a failing test
+                return "NOT caught", f"{test}: pytest exit {rc} (broken patch or stale test name), not a test failure"
             if rc == 0:
                 survivors.append(test)
         if survivors:

@@ -86,6 +86,7 @@ def test_mask_coords_and_face_agree(handmade, panel_size):
         cx1, cy1, cx2, cy2 = s.crops[-1]
         fx1, fy1, fx2, fy2 = s.faces[-1]
         assert x1 == int(np.floor((fx1 - cx1) * W / (cx2 - cx1))) and y2 == int(np.ceil((fy2 - cy1) * H / (cy2 - cy1)))
+        assert y1 == int(np.floor((fy1 - cy1) * H / (cy2 - cy1))) and x2 == int(np.ceil((fx2 - cx1) * W / (cx2 - cx1)))
     # the context panels are the crops of their original images
     with Image.open(root / samples[0].panels[0]) as im:
         p0 = im.convert("RGB").crop(tuple(samples[0].crops[0])).resize((W, H), Image.BILINEAR)
