@@ -206,3 +206,43 @@ def test_backbone_input_normalisation(name, imagenet):
     else:
         want = x
     assert torch.allclose(seen[0], want, atol=1e-5), f"{name}: the network's input is not normalised as its weights expect"
+
+
+def test_static_same_padding_follows_the_panel_size():
+    """"Same" padding is computed for the actual panel size (the original's static padding assumed 456 px):
+    a stride-2 3x3 stem on a 65 px panel pads one pixel on each side, as TensorFlow's "same" would."""
+    from ssuper_lib.models.backbone import PanelEmbedder
+
+    emb = PanelEmbedder("efficientnet-b0", 8, 0.0, pretrained=False, panel_size=(65, 97))
+    pad = emb.net._conv_stem.static_padding.padding  # (left, right, top, bottom)
+    assert pad == (1, 1, 1, 1), f"stem padding {pad} is not 'same' for a 65 x 97 panel"
+
+
+def test_vae_decoder_output_is_bounded_by_default():
+    """The SSuperVAE decoder ends in tanh unless model.vae_output=none (the original's unbounded output)."""
+    from ssuper_lib.config import ModelConfig
+    from ssuper_lib.models.generator import IntroVAEDecoder
+
+    assert ModelConfig().vae_output == "tanh"
+    torch.manual_seed(0)
+    z = torch.randn(4, 8) * 100
+    bounded = IntroVAEDecoder(8, [8, 8, 8, 8], 64).eval()
+    raw = IntroVAEDecoder(8, [8, 8, 8, 8], 64, output="none").eval()
+    raw.load_state_dict(bounded.state_dict())
+    with torch.no_grad():
+        out, unbounded = bounded(z), raw(z)
+    assert out.abs().max() <= 1.0 and unbounded.abs().max() > 1.0
+    torch.testing.assert_close(out, torch.tanh(unbounded))
+
+
+def test_no_cuda_only_calls_in_the_library():
+    """R8.19: no ``.cuda()``, ``torch.cuda.FloatTensor`` or ``get_device()``: the kit runs on CPU and any GPU."""
+    import re
+    from pathlib import Path
+
+    import ssuper_lib
+
+    bad = re.compile(r"(?<!`)(\.cuda\(|torch\.cuda\.\w*Tensor|\.get_device\()")  # ``.cuda()`` in prose is fine
+    hits = [f"{p.name}:{i}: {line.strip()}" for p in Path(ssuper_lib.__file__).parent.rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if bad.search(line)]
+    assert not hits, "CUDA-only calls: " + "; ".join(hits)
