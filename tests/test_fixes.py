@@ -246,3 +246,33 @@ def test_no_cuda_only_calls_in_the_library():
     hits = [f"{p.name}:{i}: {line.strip()}" for p in Path(ssuper_lib.__file__).parent.rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if bad.search(line)]
     assert not hits, "CUDA-only calls: " + "; ".join(hits)
+
+
+def test_no_loss_threshold_skips_a_discriminator_step(monkeypatch):
+    """R8.7: the discriminators step every iteration, however small their loss (the original skipped the
+    D update while its loss was below -ln 0.8)."""
+    import ssuper_lib.train as train_mod
+
+    inner = train_mod.gan_d_loss
+    monkeypatch.setattr(train_mod, "gan_d_loss", lambda r, f, kind="bce": inner(r, f, kind) * 1e-3)  # a tiny loss
+    obj, model, cfg = make_objective("ssuperglobalgan")
+    before = trainable_snapshot(model)
+    out = obj.step(random_batch(cfg), 0)
+    assert out["d_local"] < 0.1
+    after = trainable_snapshot(model)
+    for part in ("local_disc", "global_disc"):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(part + ".")), f"{part} skipped its step"
+
+
+def test_global_discriminator_uses_adam_and_learning_rates_decay_per_step():
+    """Adam at train.global_disc_lr for the global D (the original: SGD at 0.005), and every learning rate
+    decays linearly to 0 over the run, step by step (the original stepped its LambdaLR once per epoch)."""
+    obj, model, cfg = make_objective("ssuperglobalgan", "train.lr_decay=linear", "train.lr=0.001",
+                                     "train.global_disc_lr=0.0003")
+    opt = obj.opts["global_disc"]
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == pytest.approx(3e-4)
+    batch = random_batch(cfg)
+    for k in range(1, 4):
+        obj.step(batch, k - 1)
+        assert obj.opts["generator"].param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - k / 10))
+        assert opt.param_groups[0]["lr"] == pytest.approx(3e-4 * (1 - k / 10))
