@@ -276,3 +276,16 @@ def test_global_discriminator_uses_adam_and_learning_rates_decay_per_step():
         obj.step(batch, k - 1)
         assert obj.opts["generator"].param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - k / 10))
         assert opt.param_groups[0]["lr"] == pytest.approx(3e-4 * (1 - k / 10))
+
+
+def test_evaluation_scores_g_of_mu():
+    """R8.13: the kit's PSNR/SSIM/FID are computed on the deterministic G(mu), not on a sampled z."""
+    from ssuper_lib.evaluate import generate_faces
+
+    _, model, cfg = make_objective("ssupergan")
+    model.eval()
+    batch = random_batch(cfg)
+    out = generate_faces(model, batch["panels"], batch["mask"], batch["mask_coords"])
+    with torch.no_grad():
+        mu = model.encode(batch["panels"])[0]
+        assert torch.allclose(out["face"], model.generate(mu), atol=1e-6), "the evaluated face is not G(mu)"
