@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ids", nargs="*", help="only the patches whose file name starts with one of these")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per test run")
+    parser.add_argument("--baseline", action="store_true", help="first check that the named tests pass unpatched")
+    parser.add_argument("--baseline-only", action="store_true", help="only that check")
     args = parser.parse_args(argv)
     patches = sorted(REVERTS.glob("*.patch"))
     if args.ids:
@@ -113,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no patches in {REVERTS}")
         return 1
     python = python_of_tree()
+    if args.baseline or args.baseline_only:  # the named tests must pass on the unpatched tree, or "caught" means nothing
+        tests = sorted({t for p in patches for t in read_patch(p)[1]})
+        with tempfile.TemporaryDirectory(prefix="ssuper-revert-") as tmp:
+            tree = Path(tmp) / "kit"
+            copy_tracked(tree)
+            env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+            run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=tree, env=env,
+                                 capture_output=True, text=True)
+        print(f"baseline: {len(tests)} named tests on the unpatched tree: " + ("pass" if run.returncode == 0 else "FAIL"))
+        if run.returncode != 0:
+            print(run.stdout[-3000:])
+            return 1
+        if args.baseline_only:
+            return 0
     width = max(len(p.stem) for p in patches)
     caught = 0
     for patch in patches:
