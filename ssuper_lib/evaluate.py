@@ -474,7 +474,8 @@ def evaluate_run(
                                        masked_pos=masked_pos)["face"].float().cpu() if is_vae else g)
         orig_true.append(face)
         if partners is not None:
-            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords, masked_pos=masked_pos)["face"].float().cpu()
+            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords,
+                                masked_pos=masked_pos)["face"].float().cpu()
             psnr_shuf[pos] = M.psnr_per_image(gs, face)
             ssim_shuf[pos] = M.ssim_per_image(gs, face)
             shuf_u8[pos_t] = M.to_uint8(gs)

@@ -431,7 +431,8 @@ class Objective:
         return mu.float(), log_sigma.float()
 
     def elbo(self, batch: dict[str, Any], step: int):
-        """Sample z ~ q(z | panels), generate, and the ELBO parts: (fake, loss, recon, kl, kl_weight)."""
+        """Sample z ~ q(z | panels) (z = mu with ``train.sample_z: false``), generate, and the ELBO parts:
+        (fake, loss, recon, kl, kl_weight)."""
         mu, log_sigma = self.encode(batch)
         z = reparameterize(mu, log_sigma) if self.tc.sample_z else mu  # (B, latent)
         fake = self.model.generate(z)  # (B, 3, 64, 64)
