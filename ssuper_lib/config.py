@@ -101,6 +101,7 @@ class ModelConfig:
     lstm_layers: int = 1  # stacked LSTM layers
     lstm_dropout: float = 0.0  # dropout between LSTM layers
     convlstm_kernel: int = 3  # ConvLSTM kernel size
+    convlstm_dropout: float = 0.0  # dropout on the backbone feature maps the ConvLSTM reads (original: none, 0)
     masked_first: bool = True  # LSTMs read [masked p3, p1, p2] as the original
     fc_hidden_dims: list[int] = field(default_factory=list)  # optional Linear projector before the latent head
     fc_dropout: float = 0.0  # dropout in the projector / on concatenated features
@@ -136,6 +137,7 @@ class TrainConfig:
     grad_clip: float = 100.0  # max gradient norm per part (0 = off)
     kl_weight: float = 1.0  # weight of KL(q(z|panels) || N(0, I))
     kl_anneal_steps: int = 0  # linear KL warm-up steps (0 = off)
+    sample_z: bool = True  # train on z ~ q(z | panels); false: z = mu (the original's no-KL global trainer, REFERENCE.md 2.4a)
     recon_loss: str = "gaussian_nll"  # gaussian_nll | sse | l1
     recon_weight: float = 1.0  # reconstruction weight in the encoder/VAE loss
     gen_recon_weight: float = 0.1  # reconstruction weight in the generator loss (original: NLL / 10)
@@ -221,6 +223,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.mask_val": (0.0, 1.0),
     "data.num_workers": (0, None),
     "model.backbone_dropout": (0.0, 1.0),
+    "model.convlstm_dropout": (0.0, 1.0),
     "model.embed_dim": (1, None),
     "model.latent_dim": (1, None),
     "model.lstm_hidden": (1, None),
@@ -337,6 +340,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
     for key in ("train.betas", "train.encoder_betas"):
         if len(_get(cfg, key)) != 2:
             raise _KeyProblem(key, "expected two numbers [beta1, beta2]")
+    if cfg.data.panel_order == "masked_first" and cfg.model.masked_first and cfg.model.seq_encoder != "plain":
+        # one source of truth for the reading order: both would permute, and the LSTM would read [p2, p3, p1]
+        raise _KeyProblem("model.masked_first", "data.panel_order=masked_first already puts the masked panel first, and "
+                          "model.masked_first=true would move it again; set model.masked_first=false or "
+                          "data.panel_order=chronological")
     backbone = cfg.model.backbone
     if not (backbone == "efficientnet-lite0" or (backbone.startswith("efficientnet-b") and backbone[-1] in "01234567")):
         raise _KeyProblem("model.backbone", f"expected efficientnet-b0..efficientnet-b7 or efficientnet-lite0, got {backbone!r}")

@@ -202,13 +202,37 @@ def _collate(items: list[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
+def context_groups(gt: Sequence[dict], masked: int) -> list[bool | None]:
+    """Per sample: True when the target character appears in a context panel, False when it does not, and
+    None when the target character itself is unknown (its own group, counted in neither)."""
+    out: list[bool | None] = []
+    for g in gt:
+        target = g["target_character"]
+        if target is None:
+            out.append(None)
+        else:
+            out.append(any(target in cs for j, cs in enumerate(g["context_characters"]) if j != masked))
+    return out
+
+
+def original_protocol_samples_z(cfg) -> bool:
+    """Whether the original's evaluation of this row generated from a sampled z ~ q(z | panels) (True) or
+    from G(mu) (False), REFERENCE.md 5.1 and 0.4: SSuperVAE (``eval_ssupervae.py``) and the CA model
+    (``forward`` samples z, PSNR on the fine faces) sampled; so did the ``global-disc`` notebook that
+    evaluated Plain-SSuperGlobalGAN. The SSuperGAN scripts and main's global trainer (Bi-LSTM, z = mu)
+    used G(mu)."""
+    variant, encoder = cfg.model.variant, cfg.model.seq_encoder
+    return variant in ("ssupervae", "ssupervae_ca") or (variant == "ssuperglobalgan" and encoder == "plain")
+
+
 @torch.no_grad()
 def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, mask_coords: torch.Tensor,
                    sample_z: bool = False, generator: torch.Generator | None = None,
-                   extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                   extra: dict[str, torch.Tensor] | None = None, masked_pos: int = -1) -> dict[str, torch.Tensor]:
     """Faces from panel context: {"mu", "face"} with face = G(mu) (or G(z), z ~ q(z|panels), when
     ``sample_z``); for the contextual-attention variant "face" is the refined fine face and "coarse" G(mu).
-    ``extra``: the context exemplars of the batch for the exemplar variant (adds "attn", "exemplar")."""
+    ``extra``: the context exemplars of the batch for the exemplar variant (adds "attn", "exemplar").
+    ``masked_pos``: index of the masked panel along S (-1 chronological, 0 for data.panel_order=masked_first)."""
     from .models.sequence import reparameterize
 
     mu, log_sigma = model.encode(panels)  # (B, latent) each
@@ -222,7 +246,7 @@ def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, m
         face = model.generate(z)  # (B, 3, 64, 64)
     out["face"] = face
     if getattr(model, "refiner", None) is not None:
-        refined = model.refine(panels, face, mask, mask_coords)
+        refined = model.refine(panels[:, masked_pos], face, mask, mask_coords)  # (B, 3, H, W): the masked panel
         out["coarse"] = face
         out["face"] = refined["fine_face"]
     return out
@@ -401,9 +425,7 @@ def _eval_context(cfg: ExperimentConfig, split: str, max_samples: int | None, se
         gt = match_ground_truth([ds.samples[i] for i in indices], resolve_path(gt_csv))
         masked = len(ds.samples[indices[0]].panels) - 1
         characters = [g["target_character"] for g in gt]
-        in_context = [None if g["target_character"] is None else
-                      any(g["target_character"] in cs for j, cs in enumerate(g["context_characters"]) if j != masked)
-                      for g in gt]
+        in_context = context_groups(gt, masked)  # None: unknown target character, its own group
     return {"ds": ds, "indices": indices, "series": series, "partners": partners, "gain_reason": gain_reason,
             "have_gt": have_gt, "characters": characters, "in_context": in_context}
 
@@ -546,11 +568,15 @@ def evaluate_run(
     true_u8 = torch.zeros(n, 3, cfg.data.face_size, cfg.data.face_size, dtype=torch.uint8)
     gen_u8 = torch.zeros_like(true_u8)
     shuf_u8 = torch.zeros_like(true_u8) if partners is not None else None
-    psnr, ssim, panel_psnr = np.zeros(n), np.zeros(n), np.zeros(n)
-    psnr_shuf, ssim_shuf = np.full(n, np.nan), np.full(n, np.nan)
+    psnr = np.zeros(n)
+    ssim = np.zeros(n)
+    panel_psnr = np.zeros(n)
+    psnr_shuf = np.full(n, np.nan)
+    ssim_shuf = np.full(n, np.nan)
     attn_rows = []
-    orig_gen, orig_true = [], []  # faces for the original-protocol PSNR (float, order of the dataset)
-    orig_sampled = _original_psnr_samples_z(cfg)
+    orig_gen = []  # faces for the original-protocol PSNR (float, order of the dataset)
+    orig_true = []
+    is_vae = original_protocol_samples_z(cfg)  # the original scripts' choice per variant (REFERENCE.md 5.1)
     zgen = torch.Generator(device=dev).manual_seed(seed)
     it = loader
     if progress:
@@ -572,7 +598,7 @@ def evaluate_run(
             if partners is not None:  # shuffled context: the partner's context faces, this sample's query
                 sh = {k: v.to(dev) for k, v in exemplar_fields(exemplars, torch.as_tensor(indices[partners[pos]])).items()}
                 extra_shuf = {**sh, "query_ctx": extra["query_ctx"], "query_geo": extra["query_geo"]}
-        out = generate_faces(model, panels, mask, coords, extra=extra)
+        out = generate_faces(model, panels, mask, coords, extra=extra, masked_pos=masked_pos)
         g = out["face"].float().cpu()
         if "attn" in out:
             attn_rows.append(out["attn"].float().cpu())
@@ -581,12 +607,13 @@ def evaluate_run(
         panel_psnr[pos] = M.panel_psnr_per_image(batch["gt_panel"], g, batch["mask_coords"])
         true_u8[pos_t] = M.to_uint8(face)
         gen_u8[pos_t] = M.to_uint8(g)
-        # original protocol: what the original scripts fed the generator for this variant (REFERENCE.md 5.1)
-        orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen, extra=extra)["face"].float().cpu()
-                        if orig_sampled else g)
+        # original protocol: G(mu) or a sampled z, as the original's script for this row (REFERENCE.md 5.1)
+        orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen,
+                                       masked_pos=masked_pos, extra=extra)["face"].float().cpu() if is_vae else g)
         orig_true.append(face)
         if partners is not None:
-            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords, extra=extra_shuf)["face"].float().cpu()
+            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords,
+                                masked_pos=masked_pos, extra=extra_shuf)["face"].float().cpu()
             psnr_shuf[pos] = M.psnr_per_image(gs, face)
             ssim_shuf[pos] = M.ssim_per_image(gs, face)
             shuf_u8[pos_t] = M.to_uint8(gs)
@@ -624,7 +651,7 @@ def evaluate_run(
     orig_batch = 1 if cfg.model.variant == "ssupervae_ca" else ecfg.batch_size
     po = M.psnr_original_protocol(torch.cat(orig_gen), torch.cat(orig_true), batch_size=orig_batch)
     row.update({"psnr_orig": po["psnr"], "psnr_orig_batches": po["n_batches"], "psnr_orig_batch_size": orig_batch,
-                "psnr_orig_n": po["n"], "psnr_orig_input": "G(z~q)" if orig_sampled else "G(mu)"})
+                "psnr_orig_n": po["n"], "psnr_orig_input": "G(z~q)" if is_vae else "G(mu)"})
     del orig_gen, orig_true
 
     # ---- FID / KID (kit) and prior FID; original-protocol FID
@@ -671,11 +698,6 @@ def evaluate_run(
     with open(out_dir / f"row_{split}_seed{seed}.json", "w") as f:
         json.dump(row, f, indent=1, default=_json_default)
     return row
-
-
-def _original_psnr_samples_z(cfg: ExperimentConfig) -> bool:
-    """Whether the original's scripts scored this variant on a sampled z (SSuperVAE) rather than G(mu)."""
-    return cfg.model.variant == "ssupervae"
 
 
 def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0, *, max_samples: int | None = None,
@@ -1195,7 +1217,8 @@ class RunBrowser:
             from .exemplars import exemplar_fields
 
             extra = {k: v.to(dev) for k, v in exemplar_fields(self.exemplars, torch.tensor([index])).items()}
-        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev), extra=extra)
+        out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev), extra=extra,
+                             masked_pos=-1 if self.cfg.data.panel_order == "chronological" else 0)
         g = out["face"].float().cpu()
         pasted = paste_faces(item["gt_panel"][None], g, item["mask_coords"][None])[0]
         view = {"panels": item["panels"], "gt_panel": item["gt_panel"], "face": item["face"], "generated": g[0],

@@ -80,9 +80,10 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
         arrays = {"cand_face": ex.cand_face[torch.as_tensor(idx)].permute(0, 1, 3, 4, 2).numpy(),
                   "cand_valid": ex.cand_valid[torch.as_tensor(idx)].numpy()}
     with torch.no_grad():
-        out = generate_faces(model, panels, masks, coords, extra=extra)
+        mpos = -1 if cfg.data.panel_order == "chronological" else 0  # index of the masked panel
+        out = generate_faces(model, panels, masks, coords, extra=extra, masked_pos=mpos)
         recon = out["face"].clamp(-1, 1)  # (n, 3, 64, 64)
-        pasted = paste_faces(panels[:, -1], recon, coords)  # (n, 3, H, W)
+        pasted = paste_faces(panels[:, mpos], recon, coords)  # (n, 3, H, W)
     if "attn" in out:
         arrays["attn"] = out["attn"].numpy()  # (n, 1 + C): slot 0 = null candidate
     path = run_dir / "eval" / RECON_FILE

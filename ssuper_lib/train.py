@@ -432,9 +432,10 @@ class Objective:
         return mu.float(), log_sigma.float()
 
     def elbo(self, batch: dict[str, Any], step: int):
-        """Sample z ~ q(z | panels), generate, and the ELBO parts: (fake, loss, recon, kl, kl_weight)."""
+        """Sample z ~ q(z | panels) (z = mu with ``train.sample_z: false``), generate, and the ELBO parts:
+        (fake, loss, recon, kl, kl_weight)."""
         mu, log_sigma = self.encode(batch)
-        z = reparameterize(mu, log_sigma)  # (B, latent)
+        z = reparameterize(mu, log_sigma) if self.tc.sample_z else mu  # (B, latent)
         fake = self.model.generate(z)  # (B, 3, 64, 64)
         recon = reconstruction_loss(fake, batch["face"], self.tc.recon_loss)
         if self.tc.inject_nan_at == step + 1:  # test aid: the step that would become `inject_nan_at`
@@ -892,7 +893,8 @@ def train(
         workers = 0 if (data_info["use_features"] and cfg.model.variant in ("ssupervae", "ssupergan", "ssuper_exemplar")) else tc.num_workers
         loader = DataLoader(
             train_ds, batch_size=tc.batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0 and not cfg.data.augment,  # workers must see set_epoch
+            pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed + d.rank),  # worker seeds; never the global RNG
         )
 
@@ -1014,6 +1016,9 @@ def train(
             while step < total_steps:
                 epoch, batch_in_epoch = divmod(step, steps_per_epoch)
                 sampler.set_position(epoch, batch_in_epoch * tc.batch_size)
+                for ds in (train_ds, getattr(train_ds, "base", None)):  # augmentation draws of this epoch
+                    if hasattr(ds, "set_epoch"):
+                        ds.set_epoch(epoch)
                 for batch in loader:
                     batch = _to_device(batch, device)
                     losses = objective.step(batch, step)

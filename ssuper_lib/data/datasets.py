@@ -13,7 +13,8 @@ Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, i
 * decoding is fast: ``Image.draft`` lets the JPEG decoder downscale by 2/4/8 when the panel is reduced, and
   crop + resize are one PIL call;
 * a missing or unreadable panel raises :class:`PanelReadError` naming the file and the sample index;
-* colour augmentation is off by default (as in every original run) and seeded per index when on;
+* colour augmentation is off by default (as in every original run) and seeded by (seed, epoch, index) when
+  on (the training loop calls :meth:`PanelSequenceDataset.set_epoch`), so each epoch draws new jitter;
 * the split is by series (``split_samples``): the original rule ``series <= int(max_series * ratio)`` with
   ``max_series`` = the largest series present unless configured (the original hard-coded 3958), or the first
   ``round(ratio * n)`` series in natural order.
@@ -194,6 +195,11 @@ class PanelSequenceDataset(Dataset):
         self.augment = augment
         self.return_gt_panel = return_gt_panel
         self.seed = int(seed)
+        self.epoch = 0  # augmentation draws depend on it (set_epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation draws of ``epoch`` (the training loop calls this before every epoch)."""
+        self.epoch = int(epoch)
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, split: str = "train", **kwargs) -> "PanelSequenceDataset":
@@ -303,7 +309,7 @@ class PanelSequenceDataset(Dataset):
                 face_t = _to_tensor(face_img)
         panels.div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1]
         if self.augment:
-            params = _jitter_params(np.random.default_rng([self.seed, index]))
+            params = _jitter_params(np.random.default_rng([self.seed, self.epoch, index]))
             panels, face_t = _color_jitter(panels, params), _color_jitter(face_t, params)
         y1, y2, x1, x2 = self.mask_coords(sample)
         gt_panel = panels[-1].clone() if self.return_gt_panel else None

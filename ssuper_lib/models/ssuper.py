@@ -73,8 +73,9 @@ class SSuperModel(nn.Module):
         spatial = cfg.spatial_features or cfg.seq_encoder == "convlstm"
         if spatial and cfg.seq_encoder != "convlstm":
             raise ValueError(f"model.spatial_features: feature maps are read only by seq_encoder=convlstm, not {cfg.seq_encoder!r}")
+        dropout = cfg.convlstm_dropout if spatial else cfg.backbone_dropout  # maps: no dropout unless configured
         self.backbone = PanelEmbedder(
-            cfg.backbone, cfg.embed_dim, cfg.backbone_dropout, cfg.pretrained, cfg.freeze_backbone, spatial, self.panel_size
+            cfg.backbone, cfg.embed_dim, dropout, cfg.pretrained, cfg.freeze_backbone, spatial, self.panel_size
         )
         E = self.backbone.embed_dim
         if cfg.seq_encoder == "plain":
