@@ -118,6 +118,7 @@ class ModelConfig:
     exemplar_ctx_size: int = 32  # Exemplar-SSuperGAN: side of the surroundings crops (query and candidates)
     exemplar_dim: int = 128  # Exemplar-SSuperGAN: attention / feature size
     exemplar_width: int = 16  # Exemplar-SSuperGAN: base width of the crop encoders and the exemplar generator
+    exemplar_dropout: float = 0.0  # Exemplar-SSuperGAN: dropout in the candidate scorer (regularises the selection)
     exemplar_hard: bool = True  # Exemplar-SSuperGAN: draw from the arg-max exemplar (straight-through); false = soft mix
     vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
 

@@ -20,7 +20,32 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 
-__all__ = ["DEMO_CONFIGS", "run_demo", "main"]
+__all__ = ["DEMO_CONFIGS", "IPC_KERNEL_MANAGER", "run_demo", "main"]
+
+# Kernels talk to papermill over local IPC sockets, not TCP: nothing listens on a port, and ipykernel has no
+# reason to warn that "the kernel is running over TCP without encryption".
+IPC_KERNEL_MANAGER = "ssuper_lib.demo.IPCKernelManager"
+
+
+def _ipc_manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        """A kernel manager whose kernels use the ``ipc`` transport (Unix domain sockets)."""
+
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
+def __getattr__(name: str):  # the class is built on first use: importing jupyter_client is not free
+    if name == "IPCKernelManager":
+        cls = _ipc_manager_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EXECUTED = REPO_ROOT / "runs" / "executed_notebooks"
@@ -55,7 +80,8 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
     print(f"\n=== {label}  {params}", flush=True)
     t0 = time.perf_counter()
     pm.execute_notebook(
-        str(src), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False
+        str(src), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False,
+        kernel_manager_class=IPC_KERNEL_MANAGER,
     )
     dt = time.perf_counter() - t0
     print(f"=== {label} done in {dt:.0f} s (executed copy: {out.relative_to(REPO_ROOT)})", flush=True)

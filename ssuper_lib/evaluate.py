@@ -766,7 +766,8 @@ def _save_faces(path: Path, gen_u8: torch.Tensor, true_u8: torch.Tensor, series:
     return path
 
 
-def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None, progress: bool = False):
+def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None, progress: bool = False,
+                      steps: int | None = None):
     """The Siamese embedder of the label-free identity metric: ``eval.siamese_weights`` (a kit checkpoint or
     the original's whole-model pickle, loaded safely), else one trained on the training series' ground-truth
     identities of a synthetic data set (cached). None when neither is possible (reason in the second value)."""
@@ -791,7 +792,8 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
     sp = split_path(cfg.data)
     train_series = read_split(sp)["train"] if sp.is_file() else None
     faces = synthetic_identity_faces(resolve_path(gt).parent, series=train_series)
-    return cached_siamese(faces, cache_dir, steps=cfg.eval.siamese_steps, seed=0, progress=progress), ""
+    steps = cfg.eval.siamese_steps if steps is None else steps
+    return cached_siamese(faces, cache_dir, steps=steps, seed=0, progress=progress), ""
 
 
 def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0) -> dict:
@@ -1276,7 +1278,8 @@ class RunBrowser:
 
 
 def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int = 0, baselines: bool = True,
-                 reuse: bool = True, progress: bool = True, label_free: bool = True, **kwargs) -> dict[str, Any]:
+                 reuse: bool = True, progress: bool = True, label_free: bool = True, siamese_steps: int | None = None,
+                 **kwargs) -> dict[str, Any]:
     """Evaluate runs, the baselines (on the data of the first run's config, same samples and seed) and
     aggregate training seeds. Returns {"runs": one row per run, "baselines": [...], "table": the rows to show
     (multi-seed models aggregated by :func:`aggregate_seeds`, then baselines and oracle)}."""
@@ -1294,7 +1297,7 @@ def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int 
     if label_free and run_dirs:
         cfg, _ = load_run(run_dirs[0])
         if cfg.eval.label_free:
-            embedder, why = identity_embedder(cfg, kwargs.get("cache_dir"), progress=progress)
+            embedder, why = identity_embedder(cfg, kwargs.get("cache_dir"), progress=progress, steps=siamese_steps)
             if embedder is None:
                 lf_text = f"label-free identity metric unavailable: {why}"
             else:

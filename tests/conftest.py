@@ -47,6 +47,7 @@ def run_notebook(tmp_path_factory):
                 cwd=str(NOTEBOOKS),
                 progress_bar=False,
                 execution_timeout=timeout,
+                kernel_manager_class="ssuper_lib.demo.IPCKernelManager",  # no TCP-without-encryption warning
             )
         finally:
             if env_backup is None:

@@ -130,7 +130,7 @@ def _stub_load_run(tiny_run, panel_index):
 
     cfg, _ = load_run(tiny_run)
 
-    def fake(run_dir, device="cpu"):
+    def fake(run_dir, device="cpu", **kwargs):
         return cfg, _StubModel(panel_index)
 
     return fake
@@ -221,3 +221,33 @@ def test_write_results_files(tmp_path):
     assert paths["png"].is_file() and paths["png"].name == "05_results_table.png"
     t = E.results_table(rows)
     assert list(t["LSTM hidden"]) == ["-", 128] and t.loc[0, "FID (kit)"] == "unavailable"
+
+
+def test_every_interval_resamples_series(tiny_run):
+    row = E.evaluate_run(tiny_run, allow_download=False, identity_epochs=3, prior_samples=0, n_boot=200)
+    per = pd.read_csv(row["per_sample_path"], dtype={"series": str})
+    assert row["ci_method"] == "series bootstrap" and row["n_series"] == per["series"].nunique()
+    for key, values in (("psnr", per["psnr"]), ("gain_psnr", per["psnr"] - per["psnr_shuffled"])):
+        s = M.summarize(values.to_numpy(), n_boot=200, seed=0, clusters=per["series"].to_numpy())
+        assert (row[f"{key}_lo"], row[f"{key}_hi"]) == (s["lo"], s["hi"]), f"{key}: not a series-bootstrap interval"
+        assert row[f"{key}_n_series"] == per["series"].nunique()
+    assert "gain_psnr_in_minus_not" in row and "gain_psnr_in_minus_not_p" in row
+
+
+def test_baselines_are_scored_on_the_same_samples(tiny_run):
+    from ssuper_lib.train import load_run
+
+    cfg, _ = load_run(tiny_run)
+    model_row = E.evaluate_run(tiny_run, allow_download=False, identity_epochs=3, prior_samples=0, n_boot=100)
+    rows = E.evaluate_baselines(cfg, n_boot=100, identity_epochs=3)
+    names = [r["variant"] for r in rows]
+    assert names == ["mean_face", "random_context_face", "nearest_context_face", "oracle_context_face"]
+    for r in rows:
+        assert r["n"] == model_row["n"] and r["n_series"] == model_row["n_series"]
+        assert np.isfinite(r["psnr"]) and 0 <= r["id_acc"] <= 1
+        assert r["kind"] == ("oracle" if r["variant"].startswith("oracle") else "baseline")
+    mean_row = rows[0]
+    assert "gain_psnr" not in mean_row, "the mean face ignores context: no context gain"
+    assert np.isfinite(rows[2]["gain_psnr"])
+    table = E.results_table([model_row] + rows)
+    assert list(table["Kind"]) == ["model", "baseline", "baseline", "baseline", "oracle"]

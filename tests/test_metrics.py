@@ -305,3 +305,33 @@ def test_offline_gives_unavailable_entries():
     out = M.fid_kid_or_unavailable(_images(4, 0), _images(4, 1), w)
     assert M.is_unavailable(out["fid"]) and "place X at Y" in out["fid"]
     assert M.is_unavailable(out["kid_mean"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Series-level (cluster) bootstrap (issue 10)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_series_bootstrap_is_wider_than_item_bootstrap_for_clustered_faces():
+    rng = np.random.default_rng(0)
+    clusters = np.repeat([f"s{i}" for i in range(8)], 50)  # 8 series of 50 faces
+    x = np.repeat(rng.normal(size=8), 50) + 0.1 * rng.normal(size=400)  # series effects dominate
+    item = M.summarize(x, n_boot=500, seed=1)
+    ser = M.summarize(x, n_boot=500, seed=1, clusters=clusters)
+    assert ser["mean"] == item["mean"] and ser["n"] == 400 and ser["n_series"] == 8
+    assert ser["ci_method"] == "series bootstrap" and item["ci_method"] == "bootstrap over items"
+    assert ser["hi"] - ser["lo"] > 3 * (item["hi"] - item["lo"]), "independent-face intervals overstate precision"
+    assert M.summarize(x, n_boot=500, seed=1, clusters=clusters) == ser  # seeded
+    one = M.summarize(x[:50], n_boot=200, clusters=clusters[:50])
+    assert np.isnan(one["lo"]) and np.isnan(one["hi"]) and one["n_series"] == 1, "one series gives no interval"
+
+
+def test_subgroup_difference_is_a_paired_series_test():
+    rng = np.random.default_rng(2)
+    clusters = np.repeat([f"s{i}" for i in range(10)], 40)
+    in_group = np.tile(np.r_[np.ones(25, bool), np.zeros(15, bool)], 10)
+    gain = np.where(in_group, 1.0, 0.0) + np.repeat(rng.normal(0, 0.3, 10), 40) + 0.2 * rng.normal(size=400)
+    t = M.subgroup_difference(gain, in_group, clusters, n_boot=500)
+    assert 0.8 < t["mean"] < 1.2 and t["lo"] > 0 and t["p"] < 0.01 and (t["n_in"], t["n_out"]) == (250, 150)
+    null = M.subgroup_difference(np.repeat(rng.normal(0, 1, 10), 40), in_group, clusters, n_boot=500)
+    assert null["lo"] < 0 < null["hi"] and null["p"] > 0.05

@@ -40,12 +40,17 @@ def test_notebook_05_smoke(evaluated):
     tmp, run_dir, out = evaluated
     _no_errors(out)
     csv = pd.read_csv(tmp / "stats" / "results.csv")
-    assert len(csv) == 1 and csv.loc[0, "model"] == "Plain-SSuperGAN" and csv.loc[0, "n"] == 16
+    assert csv.loc[0, "model"] == "Plain-SSuperGAN" and csv.loc[0, "n"] == 16 and csv.loc[0, "kind"] == "model"
     assert str(csv.loc[0, "fid"]).startswith("unavailable") or float(csv.loc[0, "fid"]) >= 0
+    # the baselines and the oracle: rows of the same table, on the same samples
+    assert list(csv["kind"]) == ["model", "baseline", "baseline", "baseline", "oracle"]
+    assert (csv["n"] == 16).all() and (csv["n_series"] == csv.loc[0, "n_series"]).all()
+    assert "lf_rho_vs_id_acc" in csv and "series bootstrap" in (tmp / "stats" / "results.md").read_text()
     assert "original protocol" in (tmp / "stats" / "results.md").read_text()
     for name in ("05_results_table", "05_context_gain", "05_test_sequence_ci_plain_ssupergan"):
         assert (tmp / "figs" / f"{name}.png").is_file(), f"figure {name}.png missing"
     assert (run_dir / "eval" / "recon_examples.npz").is_file(), "notebook 05 exports the examples notebook 06 draws"
+    assert (run_dir.parent / "baselines" / "nearest_context_face" / "eval" / "recon_examples.npz").is_file()
 
 
 @pytest.mark.slow

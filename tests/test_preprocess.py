@@ -124,7 +124,7 @@ def test_windows_all_last_faces_and_last_window(tmp_path):
         assert a.size[0] == a.size[1] and b.size[0] == b.size[1] > a.size[0]
     assert rep.face_crops == 2 * (7 + 3 + 3)
     split = json.loads((root / "split.json").read_text())
-    assert split == {"train": ["0", "1"], "test": ["2"]}
+    assert split == {"train": ["0", "1"], "val": [], "test": ["2"]}
 
 
 def test_split_rules():

@@ -246,3 +246,41 @@ def test_feature_cache_is_reused_and_keyed_by_weights(data_root, tmp_path):
         next(model.backbone.net.parameters()).add_(0.01)  # other weights -> other key, recomputed
     other = load_or_compute_features(model, ds, cfg, "test", progress=False)
     assert other.key != first.key and other.computed
+
+
+def test_training_reads_validation_never_test_and_keeps_the_best_checkpoint(data_root, tmp_path, monkeypatch):
+    """Issue 10: sample sheets, validation errors, best.pt and early stopping use the validation series only."""
+    from ssuper_lib.data import datasets as D
+    from ssuper_lib.data.datasets import read_split
+
+    split = read_split(data_root / "split.json")
+    assert split["val"] and not set(split["val"]) & (set(split["train"]) | set(split["test"]))
+    asked = []
+    original = D.PanelSequenceDataset.from_config.__func__
+
+    def spy(cls, data_cfg, split="train", **kw):
+        asked.append(split)
+        return original(cls, data_cfg, split, **kw)
+
+    monkeypatch.setattr(D.PanelSequenceDataset, "from_config", classmethod(spy))
+    cfg = ci_config("ssupergan", data_root, tmp_path, "train.max_steps=6", "train.val_every=2", "train.ckpt_every=6",
+                    "train.early_stop_patience=1000")
+    res = train(cfg, progress=False)
+    assert "test" not in asked and "val" in asked, f"training asked for splits {asked}"
+    vals = [r for r in read_metrics(res.run_dir, kind="val")]
+    assert [r["step"] for r in vals] == [2, 4, 6] and all(math.isfinite(r["val_mse"]) for r in vals)
+    best = min(vals, key=lambda r: r["val_mse"])
+    ck = torch.load(Path(res.run_dir) / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert ck["step"] == best["step"], "best.pt holds the checkpoint of the lowest validation error"
+    from ssuper_lib.evaluate import checkpoint_step
+
+    assert checkpoint_step(res.run_dir) == best["step"] and checkpoint_step(res.run_dir, "latest") == 6
+
+
+def test_early_stopping_on_validation(data_root, tmp_path):
+    cfg = ci_config("ssupergan", data_root, tmp_path, "train.max_steps=60", "train.val_every=1",
+                    "train.early_stop_patience=1", "train.lr=0.003")
+    res = train(cfg, progress=False)
+    stops = read_metrics(res.run_dir, kind="early_stop")
+    assert res.step < 60 and stops and stops[0]["step"] == res.step, "a non-improving validation error stops the run"
+    assert (Path(res.run_dir) / "done.json").is_file()

@@ -72,14 +72,14 @@ class ExemplarAttention(nn.Module):
 
     THUMB = 8
 
-    def __init__(self, dim: int = 128, width: int = 16):
+    def __init__(self, dim: int = 128, width: int = 16, dropout: float = 0.0):
         super().__init__()
         self.ctx_enc = CropEncoder(dim, width)  # shared by query and candidate surroundings
         self.face_enc = CropEncoder(dim, width)
         n_thumb = 3 * self.THUMB * self.THUMB
         self.score = nn.Sequential(
-            nn.Linear(n_thumb + 3 * dim + 6, dim), nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(dim, dim), nn.LeakyReLU(0.2, inplace=True), nn.Linear(dim, 1),
+            nn.Dropout(dropout), nn.Linear(n_thumb + 3 * dim + 6, dim), nn.LeakyReLU(0.2, inplace=True),
+            nn.Dropout(dropout), nn.Linear(dim, dim), nn.LeakyReLU(0.2, inplace=True), nn.Linear(dim, 1),
         )
         self.null_score = nn.Parameter(torch.zeros(1))
         self.dim = dim
@@ -108,9 +108,11 @@ class ExemplarGenerator(nn.Module):
     Down to 16x16, the code joined there, back up with bilinear upsampling; the residual's last conv starts
     at zero, so an untrained generator returns the exemplar itself."""
 
-    def __init__(self, code_dim: int, width: int = 16):
+    def __init__(self, code_dim: int, width: int = 16, img_size: int = 64):
         super().__init__()
         w = width
+        # the null candidate's face: learned, starts grey (the data's mean face is close to it)
+        self.null_face = nn.Parameter(torch.zeros(3, img_size, img_size))
         self.down = nn.Sequential(
             nn.Conv2d(3, w, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, w, 32, 32)
             nn.Conv2d(w, 2 * w, 3, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2, inplace=True),  # (B, 2w, 16, 16)
@@ -153,11 +155,14 @@ class SSuperExemplar(SSuperGAN):
     def __init__(self, cfg: ModelConfig, panel_size: tuple[int, int] = (300, 300), seq_len: int = SEQ_LEN):
         super().__init__(cfg, panel_size, seq_len)
         d = cfg.exemplar_dim
-        self.attention = ExemplarAttention(d, cfg.exemplar_width)
-        self.exemplar_generator = ExemplarGenerator(d + cfg.latent_dim, cfg.exemplar_width)
-        # the null candidate's face: learned, starts grey (the data's mean face is close to it)
-        self.null_face = nn.Parameter(torch.zeros(3, cfg.img_size, cfg.img_size))
+        self.attention = ExemplarAttention(d, cfg.exemplar_width, cfg.exemplar_dropout)
+        self.exemplar_generator = ExemplarGenerator(d + cfg.latent_dim, cfg.exemplar_width, cfg.img_size)
         self.hard = cfg.exemplar_hard
+
+    @property
+    def null_face(self) -> nn.Parameter:
+        """(3, F, F) the face drawn for the null candidate (no context face shows the character)."""
+        return self.exemplar_generator.null_face
 
     def exemplar_forward(self, z: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Attention over the batch's candidates and the face drawn from the attended exemplar.
@@ -189,7 +194,7 @@ class SSuperExemplar(SSuperGAN):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = super().parameter_groups()
-        extra = list(self.attention.parameters()) + list(self.exemplar_generator.parameters()) + [self.null_face]
+        extra = list(self.attention.parameters()) + list(self.exemplar_generator.parameters())
         groups["generator"] = groups["generator"] + [p for p in extra if p.requires_grad]
         return groups
 

@@ -52,7 +52,8 @@ __all__ = [
 
 SEQ_LEN = 3  # panels per sample (the data's window_size)
 
-PART_NAMES = ("backbone", "embed_head", "seq_encoder", "generator", "local_disc", "global_disc", "refiner", "local_critic", "global_critic")
+PART_NAMES = ("backbone", "embed_head", "seq_encoder", "generator", "local_disc", "global_disc", "refiner", "local_critic",
+              "global_critic", "exemplar_attention", "exemplar_generator")
 
 
 class SSuperModel(nn.Module):
