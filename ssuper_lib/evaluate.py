@@ -1334,6 +1334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--checkpoint", choices=["best", "latest"], default=None, help="default: each run's eval.checkpoint (best)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the baseline and oracle rows")
     ap.add_argument("--no-reuse", action="store_true", help="recompute rows saved by an earlier evaluation")
+    ap.add_argument("--no-label-free", action="store_true", help="skip the label-free (Siamese) identity metric")
+    ap.add_argument("--siamese-steps", type=int, default=None,
+                    help="training steps of the Siamese model when none is given (default: eval.siamese_steps)")
     ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present)")
     args = ap.parse_args(argv)
     missing = [d for d in args.run_dirs if not Path(d).is_dir()]
@@ -1346,7 +1349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["max_samples"] = args.max_samples
     dirs = [Path(d) for d in args.run_dirs]
     result = evaluate_all(dirs, split=args.split, seed=args.seed, baselines=not args.no_baselines,
-                          reuse=not args.no_reuse, progress=True, **kwargs)
+                          reuse=not args.no_reuse, progress=True, label_free=not args.no_label_free,
+                          siamese_steps=args.siamese_steps, **kwargs)
     paths = write_results(results_rows(result), args.out, args.figures, table_rows=result["table"])
     import matplotlib
 

@@ -57,3 +57,14 @@ def run_notebook(tmp_path_factory):
         return out
 
     return _run
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (restored after): small models are faster and steadier so."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

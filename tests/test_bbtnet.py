@@ -31,12 +31,6 @@ def r50():
     return m.eval()
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("backbone", ["resnet50", "resnet152"])

@@ -251,3 +251,21 @@ def test_baselines_are_scored_on_the_same_samples(tiny_run):
     assert np.isfinite(rows[2]["gain_psnr"])
     table = E.results_table([model_row] + rows)
     assert list(table["Kind"]) == ["model", "baseline", "baseline", "baseline", "oracle"]
+
+
+def test_command_line_evaluation_writes_the_notebook_outputs(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    out, figs = tmp_path / "stats", tmp_path / "figs"
+    cmd = [sys.executable, "-m", "ssuper_lib.evaluate", str(tiny_run), "--out", str(out), "--figures", str(figs),
+           "--seed", "0", "--siamese-steps", "2", "--max-samples", "12"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    csv = pd.read_csv(out / "results.csv")
+    assert list(csv["kind"]) == ["model", "baseline", "baseline", "baseline", "oracle"]
+    assert (csv["n"] == 12).all() and "n_series" in csv and "psnr_lo" in csv
+    assert (figs / "05_results_table.png").is_file() and (figs / "05_context_gain.png").is_file()
+    assert "Plain-SSuperGAN" in p.stdout and (out / "results.md").is_file()
+    bad = subprocess.run([sys.executable, "-m", "ssuper_lib.evaluate", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr

@@ -18,12 +18,6 @@ from ssuper_lib.siamese import (IdentityFaces, cached_siamese, main, pair_accura
                                 synthetic_identity_faces, train_siamese)
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_network_shapes_and_key_names():

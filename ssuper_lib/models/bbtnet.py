@@ -41,6 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .weights import state_dict_mismatch
+
 __all__ = [
     "ANCHOR_LEVELS",
     "VARIANCES",
@@ -345,11 +347,7 @@ def load_bbtnet(checkpoint: str | os.PathLike, backbone: str | None = None, map_
             f"or 36 for resnet152; first keys: {_first(list(state))}); pass backbone="
         )
     model = BBTNet(name)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing, unexpected, shapes = state_dict_mismatch(model.state_dict(), state)
     if missing or unexpected or shapes:
         parts = []
         if missing:

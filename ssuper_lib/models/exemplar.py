@@ -24,8 +24,6 @@ labels are used, so it applies to real COMICS as is).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .weights import state_dict_mismatch
+
 __all__ = [
     "SiameseBackbone",
     "MLP",
@@ -195,11 +197,7 @@ def load_siamese(path: str | os.PathLike, map_location: str = "cpu") -> SiameseN
 
 
 def _load_strict(model: nn.Module, state: dict, path: Path) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing, unexpected, shapes = state_dict_mismatch(model.state_dict(), state)
     if missing or unexpected or shapes:
         raise ValueError(f"{path}: weights do not fit the Siamese network: missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}, other shapes {shapes[:5]}")
