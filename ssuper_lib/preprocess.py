@@ -150,14 +150,17 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _image_size(path: str | Path) -> tuple[int, int]:
     """(W, H) of an image from its header: a direct SOF read for JPEG (~10x faster than ``Image.open``, the same
     numbers), PIL for anything else or any JPEG whose SOF is not in the first 64 KiB."""
-    with open(path, "rb") as fh:
-        head = fh.read(2048)  # the SOF of a plain JPEG sits in its first few hundred bytes
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, 2048)  # the SOF of a plain JPEG sits in its first few hundred bytes
         size = _jpeg_size(head)
         if size is None and head[:2] == b"\xff\xd8":  # large EXIF / ICC segments before it
-            size = _jpeg_size(head + fh.read(65536 - len(head)))
+            size = _jpeg_size(head + os.read(fd, 65536 - len(head)))
+    finally:
+        os.close(fd)
     if size is not None:
         return size
     return _pil_image_size(path)
@@ -375,8 +378,9 @@ def run_preprocessing(
     rep.unknown_panels = sum(1 for k in faces if k not in on_disk)
     faces = {k: v for k, v in faces.items() if k in on_disk}
     rep.panels_with_faces = len(faces)
-    sizes = {k: _image_size(panel_root / k) for k in tqdm(sorted(faces, key=natural_key), desc="panel sizes",
-                                                          unit="panel", disable=not progress)}
+    root_str = str(panel_root)  # plain strings: a Path per panel costs more than reading its header
+    sizes = {k: _image_size(os.path.join(root_str, k)) for k in tqdm(faces, desc="panel sizes", unit="panel",
+                                                                     disable=not progress)}
     rep.stage_seconds["sizes"] = time.perf_counter() - t_stage
     t_stage = time.perf_counter()
 
