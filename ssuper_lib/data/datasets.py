@@ -23,6 +23,7 @@ Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, i
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -111,6 +112,25 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------------------------------
 # Panel sequences
 # --------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _torchvision_jpeg():
+    """torchvision's JPEG decoder (libjpeg-turbo into a tensor), or None where this torchvision has none.
+
+    torchvision 0.29 deprecates its image I/O in favour of TorchCodec and warns on every call; the warning is
+    silenced here (message-specific), and a torchvision without the decoder makes the dataset use PIL.
+    """
+    import warnings
+
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+    except ImportError:
+        return None
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                            category=DeprecationWarning)
+    return decode_jpeg, read_file, ImageReadMode.RGB
+
 
 
 def _to_tensor(img) -> torch.Tensor:
@@ -222,10 +242,9 @@ class PanelSequenceDataset(Dataset):
 
         path = self.panel_root / rel
         try:
-            if need > 0.25 and path.suffix.lower() in (".jpg", ".jpeg"):
-                from torchvision.io import ImageReadMode, decode_jpeg, read_file
-
-                img = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)  # (3, H, W), HWC in memory
+            if need > 0.25 and path.suffix.lower() in (".jpg", ".jpeg") and _torchvision_jpeg() is not None:
+                decode_jpeg, read_file, rgb = _torchvision_jpeg()
+                img = decode_jpeg(read_file(str(path)), mode=rgb)  # (3, H, W), HWC in memory
                 H, W = img.shape[-2:]
                 return img, 1.0, 1.0, W, H
             with Image.open(path) as im:
