@@ -109,22 +109,6 @@ def sample_rng(seed: int, key: str, k: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8")), int(k)])
 
 
-class _LazyRng:
-    """:func:`sample_rng` created on first use. Most draws are never needed (a face that fits the centred crop,
-    a context panel with one face: ``integers(1)`` consumes nothing), and creating a ``Generator`` costs ~20 us;
-    the values drawn are those of the eager generator."""
-
-    __slots__ = ("_args", "_rng")
-
-    def __init__(self, seed: int, key: str, k: int):
-        self._args, self._rng = (seed, key, k), None
-
-    def integers(self, *args, **kwargs):
-        if self._rng is None:
-            self._rng = sample_rng(*self._args)
-        return self._rng.integers(*args, **kwargs)
-
-
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
@@ -215,7 +199,7 @@ def build_sequences(
                 crops, boxes = [], []
                 for j, k in enumerate(window):
                     w, h = sizes[k]
-                    rng = _LazyRng(seed, last, f_idx * 16 + j)
+                    rng = sample_rng(seed, last, f_idx * 16 + j)
                     face = target if j == window_size - 1 else squares[k][int(rng.integers(len(squares[k])))]
                     crops.append(square_panel_crop(face, w, h, rng))
                     boxes.append(list(face))
