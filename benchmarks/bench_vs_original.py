@@ -29,7 +29,7 @@ optimiser state and the iterations; both workers do the same work apart from the
   random order of samples in both, ``num_workers=0``, one thread each, page cache warm after warm-up.
 
 Writes ``data_stats/bench_vs_original.csv`` (benchmark, value, unit, detail; this script's rows replaced)
-and ``data_stats/bench_vs_original_pairs.csv`` (every timed pair).
+and ``data_stats/vs_original_pairs.csv`` (every timed pair).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 CSV = REPO / "data_stats" / "bench_vs_original.csv"
-PAIRS_CSV = REPO / "data_stats" / "bench_vs_original_pairs.csv"
+PAIRS_CSV = REPO / "data_stats" / "vs_original_pairs.csv"  # not bench_*.csv, which run_all.py tables
 ENV = "SSUPER_ORIGINAL_REPO"
 
 # the README config, as the kit's dotted overrides and as the original's SSuperDCGAN arguments
