@@ -8,7 +8,7 @@ STAMP       := $(VENV)/.installed
 TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test lab bench venv clean-demo
+.PHONY: demo test lab bench venv clean-demo check-reverts
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,12 +21,19 @@ venv: $(STAMP)
 
 ## make demo: synthetic data -> notebooks 01..06 headlessly -> figures/, data_stats/, runs/ (FRESH=1 starts over)
 demo: $(STAMP)
-	$(PY) -m ssuper_lib.demo $(if $(FRESH),--fresh,)
+	$(PY) -m ssuper_lib.demo $(if $(FRESH),--fresh,) $(if $(SEEDS),--seeds $(SEEDS),)
 
 ## make test: the whole test suite, notebooks in smoke mode and the real-browser test included
 test: $(STAMP)
 	-@bash scripts/install_browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make check-reverts: revert each README "Differences" fix in a temporary copy (tests/reverts/*.patch) and
+## check that its named tests fail (after checking they pass unpatched); one line per fix (caught / NOT caught),
+## non-zero exit if any is missed; REVERTS="R8.1 N3" runs only the patches whose names start so
+check-reverts:
+	@test -x $(PY) || $(MAKE) venv
+	$(PY) scripts/check_reverts.py --baseline $(REVERTS)
 
 ## make lab: JupyterLab on the kit's kernel
 lab: $(STAMP)

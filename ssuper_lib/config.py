@@ -72,6 +72,7 @@ class DataConfig:
     split: str = "series_threshold"  # series_threshold (original rule) | series_fraction
     max_series: int | None = None  # series count N of the original rule: train if series <= int(N*ratio)
     train_test_ratio: float = 0.95  # fraction of series for training
+    val_series: int = 0  # training series held out for validation (the last ones in natural order; 0 = none)
     face_train_test_ratio: float = 0.9  # split ratio for face-crop datasets
     panel_size: list[int] = field(default_factory=lambda: [300, 300])  # [H, W] of resized panels
     face_size: int = 64  # side of the target face
@@ -87,7 +88,7 @@ class DataConfig:
 class ModelConfig:
     """Architecture of one SSuperGAN variant (REFERENCE.md 1)."""
 
-    variant: str = "ssupergan"  # ssupervae | ssupergan | ssuperglobalgan | ssupervae_ca
+    variant: str = "ssupergan"  # ssupervae | ssupergan | ssuperglobalgan | ssupervae_ca | ssuper_exemplar (beyond the original)
     backbone: str = "efficientnet-b5"  # efficientnet-b0..b7 | efficientnet-lite0
     pretrained: Union[bool, str] = True  # true | false | path to a weights file
     freeze_backbone: bool = False  # keep the backbone fixed (enables feature caching)
@@ -100,6 +101,7 @@ class ModelConfig:
     lstm_layers: int = 1  # stacked LSTM layers
     lstm_dropout: float = 0.0  # dropout between LSTM layers
     convlstm_kernel: int = 3  # ConvLSTM kernel size
+    convlstm_dropout: float = 0.0  # dropout on the backbone feature maps the ConvLSTM reads (original: none, 0)
     masked_first: bool = True  # LSTMs read [masked p3, p1, p2] as the original
     fc_hidden_dims: list[int] = field(default_factory=list)  # optional Linear projector before the latent head
     fc_dropout: float = 0.0  # dropout in the projector / on concatenated features
@@ -112,6 +114,11 @@ class ModelConfig:
     disc_norm: str = "batch"  # batch | instance | layer | none
     ca_cnum: int = 64  # contextual-attention fine generator width
     ca_critic_channels: int = 32  # WGAN-GP critic width for the CA variant
+    exemplar_k: int = 3  # Exemplar-SSuperGAN: context faces per context panel (highest detector confidence first)
+    exemplar_ctx_size: int = 32  # Exemplar-SSuperGAN: side of the surroundings crops (query and candidates)
+    exemplar_dim: int = 128  # Exemplar-SSuperGAN: attention / feature size
+    exemplar_width: int = 16  # Exemplar-SSuperGAN: base width of the crop encoders and the exemplar generator
+    exemplar_hard: bool = True  # Exemplar-SSuperGAN: draw from the arg-max exemplar (straight-through); false = soft mix
     vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
 
 
@@ -130,6 +137,7 @@ class TrainConfig:
     grad_clip: float = 100.0  # max gradient norm per part (0 = off)
     kl_weight: float = 1.0  # weight of KL(q(z|panels) || N(0, I))
     kl_anneal_steps: int = 0  # linear KL warm-up steps (0 = off)
+    sample_z: bool = True  # train on z ~ q(z | panels); false: z = mu (the original's no-KL global trainer, REFERENCE.md 2.4a)
     recon_loss: str = "gaussian_nll"  # gaussian_nll | sse | l1
     recon_weight: float = 1.0  # reconstruction weight in the encoder/VAE loss
     gen_recon_weight: float = 0.1  # reconstruction weight in the generator loss (original: NLL / 10)
@@ -139,6 +147,7 @@ class TrainConfig:
     global_adv_weight: float = 0.02  # global adversarial weight in the generator loss
     global_disc_lr: float = 2e-4  # learning rate of the global discriminator
     l1_fine_weight: float = 1.0  # CA: weight of L1(fine face, true face)
+    select_weight: float = 1.0  # Exemplar-SSuperGAN: weight of the selection loss (attention -> candidate nearest the true face)
     wgan_gp_lambda: float = 10.0  # CA: gradient-penalty weight
     global_wgan_weight: float = 1.0  # CA: weight of the global critic terms
     amp: str = "auto"  # auto (bf16 on supporting GPUs) | bf16 | fp16 | none
@@ -150,6 +159,9 @@ class TrainConfig:
     out_dir: str = "runs"  # parent of run directories runs/<NNNNN>-<name>/
     resume: str | None = None  # run directory or checkpoint to continue from
     num_workers: int = 2  # DataLoader workers per process
+    val_every: int = 500  # steps between validation errors on the whole validation split (0 = off)
+    keep_best: bool = True  # keep checkpoints/best.pt: the checkpoint with the lowest validation error
+    early_stop_patience: int = 0  # stop after this many validations without improvement (0 = off)
     inject_nan_at: int = -1  # testing aid: make the loss non-finite at this step (-1 = never)
 
 
@@ -165,6 +177,10 @@ class EvalConfig:
     kid_subset_size: int = 1000  # KID subset size (capped at the sample count)
     prior_samples: int = 1000  # prior samples for the separate prior FID
     max_samples: int = -1  # evaluate at most this many test samples (-1 = all)
+    label_free: bool = True  # label-free identity metric (Siamese retrieval of the true face among other series' faces)
+    siamese_weights: str | None = None  # Siamese checkpoint (kit file or the original's pickle); None: train one on the training series' ground truth (synthetic)
+    siamese_steps: int = 150  # training steps of that Siamese model (cached by data and settings)
+    checkpoint: str = "best"  # best (lowest validation error; latest when the run kept none) | latest
 
 
 @dataclass
@@ -183,7 +199,8 @@ class ExperimentConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.split": ("series_threshold", "series_fraction"),
     "data.panel_order": ("chronological", "masked_first"),
-    "model.variant": ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca"),
+    "eval.checkpoint": ("best", "latest"),
+    "model.variant": ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca", "ssuper_exemplar"),
     "model.seq_encoder": ("plain", "lstm", "bilstm", "convlstm"),
     "model.gen_norm": ("batch", "instance", "layer"),
     "model.disc_norm": ("batch", "instance", "layer", "none"),
@@ -206,6 +223,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.mask_val": (0.0, 1.0),
     "data.num_workers": (0, None),
     "model.backbone_dropout": (0.0, 1.0),
+    "model.convlstm_dropout": (0.0, 1.0),
     "model.embed_dim": (1, None),
     "model.latent_dim": (1, None),
     "model.lstm_hidden": (1, None),
@@ -322,6 +340,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
     for key in ("train.betas", "train.encoder_betas"):
         if len(_get(cfg, key)) != 2:
             raise _KeyProblem(key, "expected two numbers [beta1, beta2]")
+    if cfg.data.panel_order == "masked_first" and cfg.model.masked_first and cfg.model.seq_encoder != "plain":
+        # one source of truth for the reading order: both would permute, and the LSTM would read [p2, p3, p1]
+        raise _KeyProblem("model.masked_first", "data.panel_order=masked_first already puts the masked panel first, and "
+                          "model.masked_first=true would move it again; set model.masked_first=false or "
+                          "data.panel_order=chronological")
     backbone = cfg.model.backbone
     if not (backbone == "efficientnet-lite0" or (backbone.startswith("efficientnet-b") and backbone[-1] in "01234567")):
         raise _KeyProblem("model.backbone", f"expected efficientnet-b0..efficientnet-b7 or efficientnet-lite0, got {backbone!r}")

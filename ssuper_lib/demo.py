@@ -25,8 +25,14 @@ __all__ = ["DEMO_CONFIGS", "run_demo", "main"]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EXECUTED = REPO_ROOT / "runs" / "executed_notebooks"
 DATA_ROOT = "data/synthetic"
-# The demo trains these variants (notebook 04 once per config); notebook 05 evaluates them all.
-DEMO_CONFIGS = ("configs/models/demo_plain_ssupergan.yaml", "configs/models/demo_bilstm_ssupergan.yaml")
+# The demo trains these variants (notebook 04 once per config and training seed); notebook 05 evaluates them
+# all beside the baselines. Exemplar-SSuperGAN is the variant beyond the original (README "Beyond the original").
+DEMO_CONFIGS = (
+    "configs/models/demo_plain_ssupergan.yaml",
+    "configs/models/demo_bilstm_ssupergan.yaml",
+    "configs/models/demo_plain_ssupervae.yaml",
+    "configs/models/demo_plain_ssuper_exemplar.yaml",
+)
 
 
 def _notebook(prefix: str) -> Path:
@@ -56,21 +62,20 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
     return dt
 
 
-def _finished_run(config: str) -> Path | None:
-    """The newest run of ``config`` whose checkpoint reached the config's ``train.max_steps``, or None."""
+def _finished_run(config: str, seed: int = 0) -> Path | None:
+    """The newest run of ``config`` and training ``seed`` that finished (``done.json``: max steps or early stop), or None."""
     from .config import load_config
-    from .evaluate import checkpoint_step, latest_run
+    from .evaluate import latest_run, seed_run_name
 
     cfg = load_config(config)
-    run = latest_run(cfg.name, "runs")
+    run = latest_run(seed_run_name(cfg.name, seed), "runs")
     if run is None:
         return None
-    step = checkpoint_step(run)
-    return run if step is not None and step >= cfg.train.max_steps else None
+    return run if (run / "done.json").is_file() else None
 
 
-def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0) -> dict[str, float]:
-    """Run the pipeline; returns seconds per step."""
+def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0, seeds: int = 1) -> dict[str, float]:
+    """Run the pipeline; returns seconds per step. ``seeds``: training seeds per demo model (0 .. seeds-1)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     if fresh:
         for p in (REPO_ROOT / DATA_ROOT, REPO_ROOT / "runs"):
@@ -81,15 +86,16 @@ def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0) 
     t_all = time.perf_counter()
     for step in steps:
         if step == "04":
-            for cfg in DEMO_CONFIGS:
-                name = Path(cfg).stem
-                done = _finished_run(cfg) if not fresh else None
-                if done is not None:
-                    print(f"\n=== 04_training [{name}]: reusing finished run {done.relative_to(REPO_ROOT)} (FRESH=1 retrains)")
-                    continue
-                times[f"04:{name}"] = _execute("04", {**common, "config": cfg}, tag=name)
+            for train_seed in range(seeds):
+                for cfg in DEMO_CONFIGS:
+                    name = Path(cfg).stem + (f"_seed{train_seed}" if train_seed else "")
+                    done = _finished_run(cfg, train_seed) if not fresh else None
+                    if done is not None:
+                        print(f"\n=== 04_training [{name}]: reusing finished run {done.relative_to(REPO_ROOT)} (FRESH=1 retrains)")
+                        continue
+                    times[f"04:{name}"] = _execute("04", {**common, "config": cfg, "seed": train_seed}, tag=name)
         elif step == "05":
-            times["05"] = _execute("05", {**common, "configs": list(DEMO_CONFIGS)})
+            times["05"] = _execute("05", {**common, "configs": list(DEMO_CONFIGS), "train_seeds": seeds})
         else:
             times[step] = _execute(step, common)
     times["total"] = time.perf_counter() - t_all
@@ -120,10 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fresh", action="store_true", help="delete data/synthetic and runs/ first")
     ap.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 05 06)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per demo model (the README table uses 3)")
     args = ap.parse_args(argv)
     try:
-        run_demo(fresh=args.fresh, only=args.only, seed=args.seed)
+        run_demo(fresh=args.fresh, only=args.only, seed=args.seed, seeds=args.seeds)
     except Exception as exc:  # papermill errors carry the failing cell's traceback
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

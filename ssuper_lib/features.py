@@ -139,6 +139,7 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "face_size": cfg.data.face_size,
         "mask_val": cfg.data.mask_val,
         "panel_order": cfg.data.panel_order,
+        "augment": [cfg.data.augment, cfg.data.seed] if cfg.data.augment else False,  # jittered panels differ
         "split": split,
         "samples_sha256": _samples_hash(dataset, cfg),
     }

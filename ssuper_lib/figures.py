@@ -28,6 +28,8 @@ __all__ = [
     "export_recon_examples",
     "load_recon_examples",
     "plot_recon_grid",
+    "export_baseline_examples",
+    "plot_exemplar_attention",
     "plot_parameter_breakdown",
     "plot_training_curves",
     "regenerate_all",
@@ -52,27 +54,41 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
     import torch
 
     from .data.datasets import PanelSequenceDataset
-    from .evaluate import model_label
+    from .evaluate import generate_faces, model_label
     from .models.discriminator import paste_faces
     from .train import load_run
 
     run_dir = Path(run_dir)
-    out = run_dir / "eval" / RECON_FILE
-    if out.is_file() and not overwrite:
-        return out
+    out_path = run_dir / "eval" / RECON_FILE
+    if out_path.is_file() and not overwrite:
+        return out_path
     cfg, model = load_run(run_dir)
     ds = PanelSequenceDataset.from_config(cfg.data, "test")
     if len(ds) == 0:
         raise ValueError(f"{run_dir}: the test split of {cfg.data.sequence_path} is empty")
-    idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False))
+    idx = _example_indices(len(ds), n, seed)
     items = [ds[int(i)] for i in idx]
     panels = torch.stack([it["panels"] for it in items])  # (n, 3, 3, H, W), chronological
     coords = torch.stack([it["mask_coords"] for it in items])  # (n, 4)
+    masks = torch.stack([it["mask"] for it in items])
+    extra, arrays = None, {}
+    if cfg.model.variant == "ssuper_exemplar":
+        from .exemplars import exemplar_fields, load_or_build_exemplars
+
+        ex = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size)
+        extra = exemplar_fields(ex, torch.as_tensor(idx))
+        arrays = {"cand_face": ex.cand_face[torch.as_tensor(idx)].permute(0, 1, 3, 4, 2).numpy(),
+                  "cand_valid": ex.cand_valid[torch.as_tensor(idx)].numpy()}
     with torch.no_grad():
-        recon = model.reconstruct(panels).clamp(-1, 1)  # (n, 3, 64, 64)
-        pasted = paste_faces(panels[:, -1], recon, coords)  # (n, 3, H, W)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
+        mpos = -1 if cfg.data.panel_order == "chronological" else 0  # index of the masked panel
+        out = generate_faces(model, panels, masks, coords, extra=extra, masked_pos=mpos)
+        recon = out["face"].clamp(-1, 1)  # (n, 3, 64, 64)
+        pasted = paste_faces(panels[:, mpos], recon, coords)  # (n, 3, H, W)
+    if "attn" in out:
+        arrays["attn"] = out["attn"].numpy()  # (n, 1 + C): slot 0 = null candidate
+    path = run_dir / "eval" / RECON_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(
         tmp,
         panels=_u8(panels),
@@ -83,9 +99,57 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
         series=np.array([it["series"] for it in items]),
         label=np.array(model_label(cfg)),
         run=np.array(run_dir.name),
+        **arrays,
     )
-    tmp.replace(out)
-    return out
+    tmp.replace(path)
+    return path
+
+
+def _example_indices(n_total: int, n: int, seed: int) -> np.ndarray:
+    """The fixed test sequences of the reconstruction figures: chosen by ``seed`` alone."""
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=min(n, n_total), replace=False))
+
+
+def export_baseline_examples(cfg, out_dir: str | Path = "runs/baselines", n: int = 6, seed: int = 0) -> Path:
+    """The baselines' faces (:mod:`ssuper_lib.baselines`) on the same fixed test sequences as
+    :func:`export_recon_examples`, one ``<out_dir>/<name>/eval/recon_examples.npz`` each; returns ``out_dir``."""
+    import torch
+
+    from . import baselines as B
+    from .config import resolve_path
+    from .data.datasets import PanelSequenceDataset, match_ground_truth
+    from .evaluate import _training_faces
+    from .exemplars import candidate_characters, load_or_build_exemplars
+    from .models.discriminator import paste_faces
+
+    out_dir = resolve_path(out_dir)
+    ds = PanelSequenceDataset.from_config(cfg.data, "test")
+    idx = _example_indices(len(ds), n, seed)
+    items = [ds[int(i)] for i in idx]
+    panels = torch.stack([it["panels"] for it in items])
+    coords = torch.stack([it["mask_coords"] for it in items])
+    ex = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size).subset(idx)
+    cache = resolve_path(cfg.data.sequence_path).parent / "eval_cache"
+    mean = B.mean_training_face(_training_faces(PanelSequenceDataset.from_config(cfg.data, "train"), cache))
+    samples = [ds.samples[int(i)] for i in idx]
+    gt = cfg.data.ground_truth_path
+    kw: dict = {"seed": seed}
+    names = [k for k in B.BASELINES if k != "oracle_context_face"]
+    if gt and resolve_path(gt).is_file():
+        kw.update(cand_chars=candidate_characters(ex, samples, resolve_path(gt)),
+                  target_chars=[g["target_character"] for g in match_ground_truth(samples, resolve_path(gt))])
+        names.append("oracle_context_face")
+    for name in names:
+        faces = B.baseline_faces(name, ex, mean, **kw).clamp(-1, 1)
+        path = out_dir / name / "eval" / RECON_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, panels=_u8(panels), face=_u8(torch.stack([it["face"] for it in items])),
+                            recon=_u8(faces), pasted=_u8(paste_faces(panels[:, -1], faces, coords)), indices=idx,
+                            series=np.array([it["series"] for it in items]), label=np.array(B.BASELINES[name]),
+                            run=np.array(name), baseline=np.array(True))
+        tmp.replace(path)
+    return out_dir
 
 
 def load_recon_examples(run_dir: str | Path) -> dict[str, np.ndarray]:
@@ -93,7 +157,9 @@ def load_recon_examples(run_dir: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run notebook 05 (export_recon_examples) for this run first")
     with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+        out = {k: z[k] for k in z.files}
+    out["baseline"] = bool(out.get("baseline", False))
+    return out
 
 
 def plot_recon_grid(examples: Sequence[dict[str, np.ndarray]], max_rows: int = 6) -> plt.Figure:
@@ -105,15 +171,19 @@ def plot_recon_grid(examples: Sequence[dict[str, np.ndarray]], max_rows: int = 6
         if not np.array_equal(ex["indices"], ref["indices"]):
             raise ValueError("runs were exported on different test sequences; export them with the same seed")
     rows = min(max_rows, len(ref["indices"]))
-    cols = 4 + 2 * len(examples)
+    models = [ex for ex in examples if not bool(ex.get("baseline", False))]
+    bases = [ex for ex in examples if bool(ex.get("baseline", False))]
+    cols = 4 + 2 * len(models) + len(bases)
     fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.6 * rows + 0.4), squeeze=False)
     titles = ["Panel 1", "Panel 2", "Panel 3", "Original"]
-    for ex in examples:
-        titles += [f"{ex['label']}\nGlobal Recon", f"{ex['label']}\nRecon"]
+    for ex in models:
+        titles += [f"{_wrap(str(ex['label']))}\nGlobal Recon", f"{_wrap(str(ex['label']))}\nRecon"]
+    titles += [_wrap(str(ex["label"])) for ex in bases]
     for r in range(rows):
         images = [ref["panels"][r, 0], ref["panels"][r, 1], ref["panels"][r, 2], ref["face"][r]]
-        for ex in examples:
+        for ex in models:
             images += [ex["pasted"][r], ex["recon"][r]]
+        images += [ex["recon"][r] for ex in bases]
         for c, img in enumerate(images):
             ax = axes[r, c]
             ax.imshow(img, interpolation="nearest")
@@ -122,6 +192,46 @@ def plot_recon_grid(examples: Sequence[dict[str, np.ndarray]], max_rows: int = 6
             if r == 0:
                 ax.set_title(titles[c], fontsize=7)
         axes[r, 0].set_ylabel(f"series {ref['series'][r]}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _wrap(text: str, width: int = 18) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text.replace("Baseline: ", ""), width)) or text
+
+
+def plot_exemplar_attention(example: dict[str, np.ndarray], max_rows: int = 6) -> plt.Figure:
+    """Attention over the context faces for a few test sequences of an Exemplar-SSuperGAN run: the masked
+    panel, the true face, every candidate face of p1/p2 with its attention weight (the chosen one framed),
+    the null candidate's weight, and the generated face."""
+    if "attn" not in example:
+        raise ValueError(f"{example.get('run')}: no attention in these examples (not an Exemplar-SSuperGAN run)")
+    attn, cands, valid = example["attn"], example["cand_face"], example["cand_valid"]
+    rows = min(max_rows, len(attn))
+    C = cands.shape[1]
+    cols = 3 + C + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.35 * rows + 0.5), squeeze=False)
+    for r in range(rows):
+        pick = int(np.argmax(attn[r])) - 1  # -1 = null
+        tiles = [(example["panels"][r, 2], "masked panel"), (example["face"][r], "true face")]
+        for c in range(C):
+            tiles.append((cands[r, c] if valid[r, c] else None, f"{attn[r, c + 1]:.2f}" if valid[r, c] else "-"))
+        tiles.append((None, f"null {attn[r, 0]:.2f}"))
+        tiles.append((example["recon"][r], "generated"))
+        for c, (img, title) in enumerate(tiles):
+            ax = axes[r, c]
+            if img is not None:
+                ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=7)
+            if 2 <= c < 2 + C and c - 2 == pick:
+                for sp in ax.spines.values():
+                    sp.set_edgecolor("red")
+                    sp.set_linewidth(2.5)
+    fig.suptitle(f"{example['label']}: attention over the context faces (red: chosen exemplar)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -172,6 +282,7 @@ def regenerate_all(
     run_dirs: Sequence[str | Path] = (),
     conf_thold: float = 0.9,
     face_thold: int = 32,
+    baselines_dir: str | Path | None = "runs/baselines",
 ) -> list[Path]:
     """Redraw every figure from artifacts; returns the written paths. Missing artifacts raise with the
     notebook that makes them."""
@@ -209,9 +320,19 @@ def regenerate_all(
     if runs:
         save(plot_training_curves(runs), "06_training_curves")
     results = pd.read_csv(need("results.csv", "05"))
-    rows = results.to_dict("records")
+    rows = [r for r in results.to_dict("records") if r.get("kind") != "seed run"]  # per-seed rows: CSV only
     save(plot_results_table(results_table(rows)), "06_results_table")
     save(plot_context_gain(rows), "06_context_gain")
     if runs:
-        save(plot_recon_grid([load_recon_examples(r) for r in runs]), "06_reconstructions")
+        examples = [load_recon_examples(r) for r in runs]
+        bdir = resolve_path(baselines_dir) if baselines_dir else None
+        if bdir is not None and bdir.is_dir():
+            from .baselines import BASELINES
+
+            examples += [load_recon_examples(bdir / name) for name in BASELINES if (bdir / name / "eval" / RECON_FILE).is_file()]
+        save(plot_recon_grid(examples), "06_reconstructions")
+        for ex in examples:
+            if "attn" in ex:
+                save(plot_exemplar_attention(ex), "06_exemplar_attention")
+                break
     return written

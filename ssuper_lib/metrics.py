@@ -201,29 +201,100 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def summarize(values: Sequence[float] | np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict:
-    """Mean of the finite values with its bootstrap interval and counts: {mean, lo, hi, n, n_nonfinite}."""
+def cluster_bootstrap_means(values: np.ndarray, clusters: Sequence | np.ndarray, n_boot: int = 1000, seed: int = 0,
+                            ) -> np.ndarray:
+    """Bootstrap distribution (n_boot,) of the mean of ``values`` when whole clusters (series) are resampled
+    with replacement: each resample draws as many clusters as there are, and the statistic is the mean over
+    every item of the drawn clusters (sum of their sums / sum of their counts). Non-finite values are dropped."""
     x = np.asarray(values, dtype=np.float64)
-    finite = x[np.isfinite(x)]
-    lo, hi = bootstrap_ci(finite, n_boot=n_boot, ci=ci, seed=seed)
-    return {
-        "mean": float(finite.mean()) if len(finite) else float("nan"),
-        "lo": lo,
-        "hi": hi,
-        "n": int(len(finite)),
-        "n_nonfinite": int(len(x) - len(finite)),
-    }
+    c = np.asarray([str(v) for v in clusters])
+    keep = np.isfinite(x)
+    x, c = x[keep], c[keep]
+    uniq, inv = np.unique(c, return_inverse=True)
+    sums = np.bincount(inv, weights=x, minlength=len(uniq))
+    counts = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(uniq), size=(n_boot, len(uniq)))  # (n_boot, G)
+    return sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1e-12)
+
+
+def summarize(values: Sequence[float] | np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+              clusters: Sequence | np.ndarray | None = None) -> dict:
+    """Mean of the finite values with its bootstrap interval and counts: {mean, lo, hi, n, n_series, n_nonfinite, ci_method}.
+
+    With ``clusters`` (one label per value, e.g. the series of each test face) the interval resamples whole
+    clusters (:func:`cluster_bootstrap_means`): faces of one series are not independent (a cast recurs, and
+    overlapping windows share panels), so this is the kit's default. Without, items are resampled.
+    A single cluster gives no interval (nan).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    out = {"mean": float(x[finite].mean()) if finite.any() else float("nan"), "n": int(finite.sum()),
+           "n_nonfinite": int(len(x) - finite.sum())}
+    alpha = (1.0 - ci) / 2.0
+    if clusters is None:
+        lo, hi = bootstrap_ci(x[finite], n_boot=n_boot, ci=ci, seed=seed)
+        out.update(lo=lo, hi=hi, n_series=None, ci_method="bootstrap over items")
+        return out
+    c = np.asarray([str(v) for v in clusters])
+    if len(c) != len(x):
+        raise ValueError(f"clusters: expected one label per value ({len(x)}), got {len(c)}")
+    n_series = len(np.unique(c[finite]))
+    if n_series < 2 or n_boot <= 0:
+        lo = hi = float("nan")
+    else:
+        stats = cluster_bootstrap_means(x, c, n_boot=n_boot, seed=seed)
+        lo, hi = (float(v) for v in np.quantile(stats, [alpha, 1.0 - alpha]))
+    out.update(lo=lo, hi=hi, n_series=n_series, ci_method="series bootstrap")
+    return out
 
 
 def paired_difference(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+    clusters: Sequence | np.ndarray | None = None,
 ) -> dict:
-    """Mean of the paired differences a - b with a paired bootstrap interval (samples resampled as pairs)."""
+    """Mean of the paired differences a - b with a paired bootstrap interval (pairs resampled together; by
+    cluster when ``clusters`` is given, see :func:`summarize`)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired values must have the same shape, got {a.shape} and {b.shape}")
-    return summarize(a - b, n_boot=n_boot, ci=ci, seed=seed)
+    return summarize(a - b, n_boot=n_boot, ci=ci, seed=seed, clusters=clusters)
+
+
+def subgroup_difference(values: np.ndarray, in_group: np.ndarray, clusters: Sequence | np.ndarray, n_boot: int = 1000,
+                        ci: float = 0.95, seed: int = 0) -> dict:
+    """Direct test of "mean of ``values`` where ``in_group`` minus mean where not": the difference of the two
+    subgroup means with a series-bootstrap interval (both subgroups drawn from the same resampled series,
+    so their dependence is kept) and a two-sided bootstrap p-value (twice the share of resamples on the
+    other side of 0). {mean, lo, hi, p, n_in, n_out, n_series}."""
+    x = np.asarray(values, dtype=np.float64)
+    g = np.asarray(in_group, dtype=bool)
+    c = np.asarray([str(v) for v in clusters])
+    keep = np.isfinite(x)
+    x, g, c = x[keep], g[keep], c[keep]
+    out = {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "p": float("nan"),
+           "n_in": int(g.sum()), "n_out": int((~g).sum()), "n_series": int(len(np.unique(c)))}
+    if not g.any() or g.all():
+        return out
+    out["mean"] = float(x[g].mean() - x[~g].mean())
+    uniq, inv = np.unique(c, return_inverse=True)
+    if len(uniq) < 2 or n_boot <= 0:
+        return out
+    G = len(uniq)
+    s_in = np.bincount(inv, weights=np.where(g, x, 0.0), minlength=G)
+    n_in = np.bincount(inv, weights=g.astype(float), minlength=G)
+    s_out = np.bincount(inv, weights=np.where(~g, x, 0.0), minlength=G)
+    n_out = np.bincount(inv, weights=(~g).astype(float), minlength=G)
+    idx = np.random.default_rng(seed).integers(0, G, size=(n_boot, G))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stats = s_in[idx].sum(1) / n_in[idx].sum(1) - s_out[idx].sum(1) / n_out[idx].sum(1)
+    stats = stats[np.isfinite(stats)]
+    if len(stats):
+        alpha = (1.0 - ci) / 2.0
+        out["lo"], out["hi"] = (float(v) for v in np.quantile(stats, [alpha, 1.0 - alpha]))
+        out["p"] = float(min(1.0, 2.0 * min((stats <= 0).mean(), (stats >= 0).mean())))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import numpy as np
 
 from .config import DataConfig, resolve_path
 from .data.comics import Box, SequenceSample, list_panels, list_series, natural_key, read_annotations, write_sequences
-from .data.datasets import split_samples, split_series
+from .data.datasets import holdout_val_series, split_samples, split_series
 from .detect import filter_annotations
 
 __all__ = [
@@ -294,8 +294,10 @@ class PreprocessReport:
     windows: int = 0
     samples: int = 0
     train_series: int = 0
+    val_series: int = 0
     test_series: int = 0
     train_samples: int = 0
+    val_samples: int = 0
     test_samples: int = 0
     face_crops: int = 0  # files written (plain + margin)
     unknown_panels: int = 0  # annotated panels that are not on disk (ignored)
@@ -318,7 +320,8 @@ class PreprocessReport:
             ("after confidence", self.after_conf), ("after NMS", self.after_nms), ("after size", self.after_size),
             ("panels on disk", self.panels_total), ("panels with faces", self.panels_with_faces),
             ("windows", self.windows), ("samples", self.samples), ("train samples", self.train_samples),
-            ("test samples", self.test_samples), ("train series", self.train_series), ("test series", self.test_series),
+            ("validation samples", self.val_samples), ("test samples", self.test_samples),
+            ("train series", self.train_series), ("validation series", self.val_series), ("test series", self.test_series),
             ("face crops written", self.face_crops),
         ]
         return pd.DataFrame(rows, columns=["stage", "count"])
@@ -328,6 +331,7 @@ class PreprocessReport:
             f"{self.boxes_read} boxes ({self.malformed_lines} malformed lines) -> conf {self.after_conf} -> NMS "
             f"{self.after_nms} -> size {self.after_size}; {self.panels_with_faces}/{self.panels_total} panels with faces; "
             f"{self.windows} windows -> {self.samples} samples (train {self.train_samples} in {self.train_series} series, "
+            f"validation {self.val_samples} in {self.val_series} series, "
             f"test {self.test_samples} in {self.test_series} series); {self.face_crops} face crops; {self.seconds:.1f} s"
         )
 
@@ -378,14 +382,17 @@ def run_preprocessing(
     t_stage = time.perf_counter()
 
     train_s, test_s = split_series(series, data_cfg)
+    train_s, val_s = holdout_val_series(train_s, data_cfg)
     train, test = split_samples(samples, data_cfg, series=series)
     sp = split_path(data_cfg)
     tmp = sp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"train": train_s, "test": test_s}, indent=1))
+    tmp.write_text(json.dumps({"train": train_s, "val": val_s, "test": test_s}, indent=1))
     os.replace(tmp, sp)
     rep.split_path = str(sp)
-    rep.train_series, rep.test_series = len(train_s), len(test_s)
-    rep.train_samples, rep.test_samples = len(train), len(test)
+    val_set = set(val_s)
+    rep.train_series, rep.val_series, rep.test_series = len(train_s), len(val_s), len(test_s)
+    rep.val_samples = sum(1 for s in train if s.series in val_set)
+    rep.train_samples, rep.test_samples = len(train) - rep.val_samples, len(test)
     rep.stage_seconds["split"] = time.perf_counter() - t_stage
     t_stage = time.perf_counter()
 
@@ -402,7 +409,7 @@ def split_summary(samples: Sequence[SequenceSample], split: dict[str, list[str]]
     """One row per series: split, sample count, distinct last panels (targets' panels)."""
     import pandas as pd
 
-    where = {s: "train" for s in split["train"]} | {s: "test" for s in split["test"]}
+    where = {s: k for k in ("train", "val", "test") for s in split.get(k, [])}
     counts: dict[str, list] = {s: [0, set()] for s in where}
     for smp in samples:
         c = counts.setdefault(smp.series, [0, set()])

@@ -81,6 +81,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import __version__
@@ -434,9 +435,10 @@ class Objective:
         return mu.float(), log_sigma.float()
 
     def elbo(self, batch: dict[str, Any], step: int):
-        """Sample z ~ q(z | panels), generate, and the ELBO parts: (fake, loss, recon, kl, kl_weight)."""
+        """Sample z ~ q(z | panels) (z = mu with ``train.sample_z: false``), generate, and the ELBO parts:
+        (fake, loss, recon, kl, kl_weight)."""
         mu, log_sigma = self.encode(batch)
-        z = reparameterize(mu, log_sigma)  # (B, latent)
+        z = reparameterize(mu, log_sigma) if self.tc.sample_z else mu  # (B, latent)
         fake = self.model.generate(z)  # (B, 3, 64, 64)
         recon = reconstruction_loss(fake, batch["face"], self.tc.recon_loss)
         if self.tc.inject_nan_at == step + 1:  # test aid: the step that would become `inject_nan_at`
@@ -640,11 +642,54 @@ class CAObjective(Objective):
         return {**out, "kl_weight": kl_w}
 
 
+class ExemplarObjective(GANObjective):
+    """Exemplar-SSuperGAN (beyond the original): the SSuperGAN losses on the face drawn from the attended
+    context exemplar, plus a selection loss: cross-entropy of the attention logits against the candidate
+    (or null slot) nearest to the true face. Encoder, attention and exemplar generator take one loss:
+    ELBO + weighted reconstruction + selection + adversarial (the encoder's z feeds the exemplar generator)."""
+
+    def step(self, batch, step):
+        from .models.exemplar import selection_target
+
+        tc, model = self.tc, self.model
+        face = batch["face"]  # (B, 3, 64, 64)
+        with self.autocast():
+            mu, log_sigma = self.encode(batch)
+            z = reparameterize(mu, log_sigma)  # (B, latent)
+            out = model.exemplar_forward(z, batch)
+            fake = out["face"]
+            recon = reconstruction_loss(fake, face, tc.recon_loss)
+            if tc.inject_nan_at == step + 1:
+                recon = recon * float("nan")
+            kl = kl_normal(mu, log_sigma)
+            kl_w = kl_anneal_weight(step, tc.kl_weight, tc.kl_anneal_steps)
+            target = selection_target(batch["cand_face"], batch["cand_valid"].bool(), model.null_face.detach(), face)
+            select = F.cross_entropy(out["logits"].float(), target)
+            d_loss = gan_d_loss(model.local_disc(face), model.local_disc(fake.detach()), tc.gan_loss)
+        out_l = self.check(step, recon=recon, kl=kl, select=select, d_local=d_loss,
+                           select_acc=(out["logits"].argmax(1) == target).float().mean())
+        self.zero_grad("local_disc")
+        self.backward(d_loss, ("local_disc",))
+        self.opt_step("local_disc")
+
+        with self.autocast():
+            g_adv = gan_g_loss(model.local_disc(fake), tc.gan_loss)
+            g_loss = (tc.adv_weight * g_adv + tc.gen_recon_weight * recon + tc.select_weight * select
+                      + kl_w * kl)
+        out_l.update(self.check(step, g_loss=g_loss, g_adv=g_adv))
+        self.zero_grad("encoder", "generator")
+        self.backward(g_loss, ("encoder", "generator"))
+        self.opt_step("encoder", "generator")
+        self.end_step()
+        return {**out_l, "kl_weight": kl_w}
+
+
 OBJECTIVES: dict[str, type[Objective]] = {
     "ssupervae": VAEObjective,
     "ssupergan": GANObjective,
     "ssuperglobalgan": GANObjective,
     "ssupervae_ca": CAObjective,
+    "ssuper_exemplar": ExemplarObjective,
 }
 
 
@@ -653,10 +698,36 @@ OBJECTIVES: dict[str, type[Objective]] = {
 # --------------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def reconstruct_batch(model, batch: dict[str, Any], masked_index: int) -> dict[str, torch.Tensor]:
+    """G(mu) for a batch (cached features or panels), and the refined face for the contextual-attention variant."""
+    mu, _ = model.encode_features(batch["feats"]) if "feats" in batch else model.encode(batch["panels"])
+    face = model.generate_for(mu, batch)
+    out = {"recon": face.float()}
+    if getattr(model, "refiner", None) is not None:
+        out["fine"] = model.refine(batch["panels"][:, masked_index], face, batch["mask"], batch["mask_coords"])["fine_face"].float()
+    return out
+
+
+@torch.no_grad()
+def validation_error(model, val_ds: Dataset, cfg: ExperimentConfig, device: torch.device, batch_size: int = 64) -> float:
+    """Mean squared error per pixel of the evaluated face (G(mu); the refined face for CA) over the validation split."""
+    loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=0)
+    total, n = 0.0, 0
+    mi = _masked_index(cfg)
+    for batch in loader:
+        batch = _to_device(batch, device)
+        rec = reconstruct_batch(model, batch, mi)
+        img = rec.get("fine", rec["recon"])
+        total += float(((img - batch["face"].float()) ** 2).flatten(1).mean(1).sum())
+        n += img.shape[0]
+    return total / max(n, 1)
+
+
 class FixedSamples:
     """Fixed latent grid + fixed train/test sequences, used for sample sheets and the fixed-sample error."""
 
-    def __init__(self, model, cfg: ExperimentConfig, train_ds: Dataset, test_ds: Dataset | None,
+    def __init__(self, model, cfg: ExperimentConfig, train_ds: Dataset, val_ds: Dataset | None,
                  device: torch.device, use_features: bool):
         from torch.utils.data import default_collate
 
@@ -666,7 +737,7 @@ class FixedSamples:
         self.use_features = use_features
         self.mi = _masked_index(cfg)
         self.batches: dict[str, dict[str, Any]] = {}
-        for split, ds in (("train", train_ds), ("test", test_ds)):
+        for split, ds in (("train", train_ds), ("val", val_ds)):
             if ds is None or len(ds) == 0:
                 continue
             n = min(N_FIXED, len(ds))
@@ -679,14 +750,8 @@ class FixedSamples:
                     model.train(was)
             self.batches[split] = batch
 
-    @torch.no_grad()
     def reconstruct(self, model, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        mu, _ = model.encode_features(batch["feats"]) if "feats" in batch else model.encode(batch["panels"])
-        face = model.generate(mu)
-        out = {"recon": face.float()}
-        if getattr(model, "refiner", None) is not None:
-            out["fine"] = model.refine(batch["panels"][:, self.mi], face, batch["mask"], batch["mask_coords"])["fine_face"].float()
-        return out
+        return reconstruct_batch(model, batch, self.mi)
 
     @torch.no_grad()
     def errors(self, model) -> dict[str, float]:
@@ -717,7 +782,7 @@ class FixedSamples:
         path = folder / f"prior_{step:07d}.png"
         to_uint8(make_grid(prior, nrow=8, padding=2, pad_value=1.0)).save(path)
         paths.append(path)
-        batch = self.batches.get("test") or self.batches.get("train")
+        batch = self.batches.get("val") or self.batches.get("train")
         if batch is not None and "panels" in batch:
             rec = self.reconstruct(model, batch)
             cell = min(128, batch["panels"].shape[-2])
@@ -745,12 +810,14 @@ def _build_datasets(cfg, model, device, d: _Dist, progress: bool):
     needs_panels = variant in ("ssuperglobalgan", "ssupervae_ca")
     gt_panel = variant == "ssupervae_ca"
     train_ds = PanelSequenceDataset.from_config(cfg.data, split="train", return_gt_panel=gt_panel)
-    test_ds = PanelSequenceDataset.from_config(cfg.data, split="test", return_gt_panel=gt_panel)
+    # the test split is never read while training: sample sheets, validation errors and early stopping use "val"
+    val_ds = PanelSequenceDataset.from_config(cfg.data, split="val", return_gt_panel=gt_panel)
     if len(train_ds) == 0:
         raise ValueError(
             f"the training split is empty ({resolve_path(cfg.data.sequence_path)}); run the preprocessing "
             "(python -m ssuper_lib.preprocess) or check data.sequence_path and the split"
         )
+    train_seq = train_ds
     use_features = bool(cfg.model.freeze_backbone and cfg.train.cache_features)
     info: dict[str, Any] = {"use_features": use_features}
     if use_features:
@@ -764,7 +831,20 @@ def _build_datasets(cfg, model, device, d: _Dist, progress: bool):
             cached = load_or_compute_features(model, train_ds, cfg, "train", device, progress=False, write=False)
         info.update(feature_cache=str(cached.path), feature_seconds=round(cached.seconds, 2), feature_computed=cached.computed)
         train_ds = FeatureDataset(cached, base=train_ds if needs_panels else None)
-    return train_ds, test_ds, info
+        if len(val_ds) and cfg.train.val_every > 0:
+            vc = load_or_compute_features(model, val_ds, cfg, "val", device, progress=progress and d.main, write=d.main)
+            val_ds = FeatureDataset(vc, base=val_ds)
+    if variant == "ssuper_exemplar":  # context exemplars: candidates and queries, cached beside the sequences
+        from .exemplars import ExemplarDataset, load_or_build_exemplars
+
+        mc = cfg.model
+        val_seq = val_ds.base if isinstance(val_ds, FeatureDataset) else val_ds
+        train_ds, val_ds = (
+            ExemplarDataset(ds, load_or_build_exemplars(cfg.data, seq.samples, mc.exemplar_k, mc.exemplar_ctx_size,
+                                                        progress=progress, write=d.main))
+            for ds, seq in ((train_ds, train_seq), (val_ds, val_seq))
+        )
+    return train_ds, val_ds, info
 
 
 def train(
@@ -810,20 +890,21 @@ def train(
         _broadcast_tensors(list(model.state_dict().values()), d)  # every rank starts from rank 0's weights
 
         # ---- data
-        train_ds, test_ds, data_info = _build_datasets(cfg, model, device, d, progress and d.main)
+        train_ds, val_ds, data_info = _build_datasets(cfg, model, device, d, progress and d.main)
         sampler = ResumableSampler(train_ds, d.world_size, d.rank, seed=cfg.seed, shuffle=True)
         drop_last = sampler.num_samples >= tc.batch_size
         steps_per_epoch = sampler.num_samples // tc.batch_size if drop_last else math.ceil(sampler.num_samples / tc.batch_size)
         total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * steps_per_epoch
-        workers = 0 if (data_info["use_features"] and cfg.model.variant in ("ssupervae", "ssupergan")) else tc.num_workers
+        workers = 0 if (data_info["use_features"] and cfg.model.variant in ("ssupervae", "ssupergan", "ssuper_exemplar")) else tc.num_workers
         loader = DataLoader(
             train_ds, batch_size=tc.batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0 and not cfg.data.augment,  # workers must see set_epoch
+            pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed + d.rank),  # worker seeds; never the global RNG
         )
 
         objective = OBJECTIVES[cfg.model.variant](model, cfg, device, amp_dtype, d, total_steps)
-        fixed = FixedSamples(model, cfg, train_ds, test_ds, device, data_info["use_features"]) if d.main else None
+        fixed = FixedSamples(model, cfg, train_ds, val_ds, device, data_info["use_features"]) if d.main else None
 
         # ---- seed the training stream itself (independent of setup: cache hit or miss, eval batches)
         _seed_everything(cfg.seed + d.rank)
@@ -865,8 +946,11 @@ def train(
 
         last_ckpt: Path | None = ckpt_path
         last_ckpt_step = step if ckpt_path is not None else -1
+        val_state: dict[str, Any] = {"best": float("inf"), "best_step": None, "bad": 0}
+        if ckpt_path is not None and isinstance(ckpt.get("val"), dict):
+            val_state.update(ckpt["val"])
 
-        def save_checkpoint() -> None:
+        def save_checkpoint(name: str = "latest") -> None:
             nonlocal last_ckpt, last_ckpt_step
             rngs = [_rng_state(device)]
             if d.active:
@@ -885,12 +969,36 @@ def train(
                     "world_size": d.world_size,
                     "config": config_to_dict(cfg),
                     "rng": rngs,
+                    "val": dict(val_state),
                 }
-                path = run_dir / "checkpoints" / "latest.pt"
+                path = run_dir / "checkpoints" / f"{name}.pt"
                 _atomic_save(payload, path)
-                last_ckpt, last_ckpt_step = path, step
-            else:
+                if name == "latest":
+                    last_ckpt, last_ckpt_step = path, step
+            elif name == "latest":
                 last_ckpt_step = step
+
+        def validate() -> bool:
+            """Validation error on the whole validation split (rank 0); keeps best.pt; True = stop early."""
+            stop = False
+            if d.main and val_ds is not None and len(val_ds):
+                model.eval()
+                err = validation_error(model, val_ds, cfg, device)
+                model.train()
+                improved = err < val_state["best"]
+                if improved:
+                    val_state.update(best=err, best_step=step, bad=0)
+                else:
+                    val_state["bad"] += 1
+                emit({"kind": "val", "step": step, "val_mse": err, "best_val_mse": val_state["best"],
+                      "best_step": val_state["best_step"]})
+                last_eval["val_mse"] = err
+                stop = tc.early_stop_patience > 0 and val_state["bad"] >= tc.early_stop_patience
+            if d.active:
+                stop = bool(_broadcast_object(stop, d))
+            if tc.keep_best and val_state.get("best_step") == step:
+                save_checkpoint("best")
+            return stop
 
         model.train()
         t_start = time.time()
@@ -913,6 +1021,9 @@ def train(
             while step < total_steps:
                 epoch, batch_in_epoch = divmod(step, steps_per_epoch)
                 sampler.set_position(epoch, batch_in_epoch * tc.batch_size)
+                for ds in (train_ds, getattr(train_ds, "base", None)):  # augmentation draws of this epoch
+                    if hasattr(ds, "set_epoch"):
+                        ds.set_epoch(epoch)
                 for batch in loader:
                     batch = _to_device(batch, device)
                     losses = objective.step(batch, step)
@@ -936,10 +1047,16 @@ def train(
                         t_window, n_window = time.time(), 0
                     if tc.sample_every > 0 and step % tc.sample_every == 0 and step != total_steps:
                         evaluate_and_sample()
-                    if tc.ckpt_every > 0 and step % tc.ckpt_every == 0:
+                    stop_early = tc.val_every > 0 and step % tc.val_every == 0 and validate()
+                    if tc.ckpt_every > 0 and step % tc.ckpt_every == 0 or stop_early:
                         save_checkpoint()
                     if sleep > 0:
                         time.sleep(sleep)
+                    if stop_early:
+                        if d.main:
+                            emit({"kind": "early_stop", "step": step, "best_step": val_state["best_step"],
+                                  "best_val_mse": val_state["best"]})
+                        total_steps = step
                     if step >= total_steps:
                         break
         except NonFiniteLossError as exc:
@@ -955,6 +1072,9 @@ def train(
         if last_ckpt_step != step:
             save_checkpoint()
         evaluate_and_sample()
+        if d.main:  # a finished run (max steps or early stop) says so; an interrupted one has no done.json
+            (run_dir / "done.json").write_text(json.dumps({"step": step, "best_step": val_state["best_step"],
+                                                           "best_val_mse": val_state["best"]}))
         if metrics_file is not None:
             metrics_file.close()
         _maybe_write_hash(model, d, step, run_dir)
@@ -1011,9 +1131,27 @@ def data_overrides(root: str | Path) -> list[str]:
     ]
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ExperimentConfig, torch.nn.Module]:
-    """``(cfg, model)`` of a run: its resolved ``config.yaml`` and the weights of ``checkpoints/latest.pt``
-    (loaded with ``weights_only=True``), model in eval mode on ``device``.
+def run_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
+    """The checkpoint file of a run: ``which`` = "best" (``checkpoints/best.pt``, the lowest validation error;
+    ``latest.pt`` when the run kept none) or "latest"; None reads ``eval.checkpoint`` of the run's config.
+    A checkpoint file is returned as is."""
+    path = Path(run_dir)
+    if path.is_file():
+        return path
+    if which is None:
+        cfg_file = path / "config.yaml"
+        which = load_config(cfg_file).eval.checkpoint if cfg_file.is_file() else "best"
+    if which not in ("best", "latest"):
+        raise ValueError(f"checkpoint: expected best or latest, got {which!r}")
+    best = path / "checkpoints" / "best.pt"
+    return best if which == "best" and best.is_file() else path / "checkpoints" / "latest.pt"
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             checkpoint: str | None = None) -> tuple[ExperimentConfig, torch.nn.Module]:
+    """``(cfg, model)`` of a run: its resolved ``config.yaml`` and the weights of its checkpoint
+    (:func:`run_checkpoint`: ``best.pt`` by default, else ``latest.pt``; loaded with ``weights_only=True``),
+    model in eval mode on ``device``.
 
     ``run_dir`` may also be a checkpoint file; the config then comes from the checkpoint itself. The model
     is built with ``pretrained=false`` (every weight comes from the checkpoint: nothing is downloaded).
@@ -1022,12 +1160,13 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[E
     from .models.ssuper import build_model
 
     path = Path(run_dir)
-    ckpt_path = path if path.is_file() else path / "checkpoints" / "latest.pt"
+    ckpt_path = run_checkpoint(path, checkpoint)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: no checkpoint; has the run at {path} saved one (train.ckpt_every)?")
     ckpt = load_checkpoint(ckpt_path, map_location=device)
     cfg_file = ckpt_path.parent.parent / "config.yaml"
     cfg = load_config(cfg_file) if cfg_file.is_file() else config_from_dict(ckpt["config"], str(ckpt_path))
+    cfg.eval.checkpoint = ckpt_path.stem if ckpt_path.stem in ("best", "latest") else cfg.eval.checkpoint
     build_cfg = dataclasses.replace(cfg.model, pretrained=False)
     model = build_model(build_cfg, panel_size=tuple(cfg.data.panel_size))
     model.load_state_dict(ckpt["models"]["model"])

@@ -86,6 +86,7 @@ def test_mask_coords_and_face_agree(handmade, panel_size):
         cx1, cy1, cx2, cy2 = s.crops[-1]
         fx1, fy1, fx2, fy2 = s.faces[-1]
         assert x1 == int(np.floor((fx1 - cx1) * W / (cx2 - cx1))) and y2 == int(np.ceil((fy2 - cy1) * H / (cy2 - cy1)))
+        assert y1 == int(np.floor((fy1 - cy1) * H / (cy2 - cy1))) and x2 == int(np.ceil((fx2 - cx1) * W / (cx2 - cx1)))
     # the context panels are the crops of their original images
     with Image.open(root / samples[0].panels[0]) as im:
         p0 = im.convert("RGB").crop(tuple(samples[0].crops[0])).resize((W, H), Image.BILINEAR)
@@ -163,6 +164,18 @@ def test_from_config_split_face_crops_and_ground_truth(tiny_synthetic, tmp_path)
             assert g["target_character"].split("_")[0] == s.series  # characters belong to their series' cast
     # characters recur: the target often appears in a context panel (the premise of the paper)
     assert sum(g["target_character"] in (g["context_characters"][0] | g["context_characters"][1]) for g in matched) > 0
+
+
+def test_augmentation_draws_change_with_the_epoch(handmade):
+    """Seeded by (seed, epoch, index): the same epoch gives the same jitter, a new epoch a new one."""
+    root, seq = handmade
+    aug = PanelSequenceDataset(root, read_sequences(seq), panel_size=(48, 64), augment=True, seed=3)
+    first = aug[0]["panels"]
+    aug.set_epoch(1)
+    second = aug[0]["panels"]
+    assert not torch.equal(first, second), "every epoch applies the same colour jitter"
+    aug.set_epoch(0)
+    assert torch.equal(aug[0]["panels"], first)
 
 
 def test_fast_decode_and_resize_match_pil(tiny_synthetic, tmp_path):

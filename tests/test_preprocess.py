@@ -61,6 +61,10 @@ def test_crop_shift_is_seeded():
     assert a == b and a[0] == 0  # the face at the left edge forces the crop to start at 0
     starts = {square_panel_crop([340, 0, 380, 40], 500, 200, sample_rng(s, "k", 0))[0] for s in range(30)}
     assert len(starts) > 1 and all(180 <= x <= 300 for x in starts)  # random among the positions holding the face
+    again = {square_panel_crop([340, 0, 380, 40], 500, 200, sample_rng(s, "k", 0))[0] for s in range(30)}
+    assert [square_panel_crop([340, 0, 380, 40], 500, 200, sample_rng(s, "k", 0))[0] for s in range(30)] == \
+        [square_panel_crop([340, 0, 380, 40], 500, 200, sample_rng(s, "k", 0))[0] for s in range(30)], "same seed, other crop"
+    assert again == starts
 
 
 # ------------------------------------------------------------------------------------- hand-made series

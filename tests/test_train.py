@@ -87,8 +87,9 @@ def test_objective_learns_on_fixed_data(variant, steps, extra, data_root, tmp_pa
     assert all(k in train_rows[-1] for k in ("step", "epoch", "time", "samples_per_s", "lr", "recon", "kl"))
     _, model = load_run(result.run_dir)
     final = model.state_dict()
+    params = {k for k, _ in model.named_parameters()}  # trainable weights, not buffers (BN statistics move on any forward)
     for part in ("generator", "seq_encoder", "local_disc", "global_disc", "refiner", "local_critic", "global_critic"):
-        keys = [k for k in final if k.startswith(part + ".") and final[k].is_floating_point()]
+        keys = [k for k in final if k.startswith(part + ".") and k in params]
         if getattr(model, part, None) is None:
             continue
         assert keys and any(not torch.equal(init[k], final[k]) for k in keys), f"{variant}: {part} never stepped"
@@ -199,6 +200,20 @@ def test_injected_nan_stops_with_message_and_keeps_last_good_checkpoint(data_roo
     assert all(torch.isfinite(v).all() for v in ckpt["models"]["model"].values() if v.is_floating_point())
     cfg_loaded, model = load_run(run_dir)
     assert cfg_loaded.model == cfg.model and not model.training
+
+
+@pytest.mark.slow
+def test_training_loop_sets_the_augmentation_epoch(data_root, tmp_path, monkeypatch):
+    """With data.augment the loop tells the dataset each epoch (new jitter per epoch, exact on resume)."""
+    from ssuper_lib.data.datasets import PanelSequenceDataset
+
+    seen = []
+    inner = PanelSequenceDataset.set_epoch
+    monkeypatch.setattr(PanelSequenceDataset, "set_epoch", lambda self, e: (seen.append(e), inner(self, e)))
+    cfg = ci_config("ssupervae", data_root, tmp_path, "train.max_steps=0", "train.epochs=3", "train.batch_size=256",
+                    "train.ckpt_every=0", "data.augment=true", "train.cache_features=false")
+    train(cfg, progress=False)
+    assert seen == [0, 1, 2]
 
 
 def test_run_dirs_are_numbered(tmp_path):

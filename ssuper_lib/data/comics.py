@@ -187,13 +187,16 @@ def read_annotation_file(path: str | Path) -> Annotations:
     return ann
 
 
+NO_PERSON_FILE = "no_person_frames.txt"  # panels where the face detector found nobody (FaceDetector's log)
+
+
 def annotation_files(annot_root: str | Path, series: Iterable[str] | None = None) -> list[Path]:
     """The ``<series>.txt`` files under ``annot_root`` in natural order (or those of the given series that exist)."""
     root = Path(annot_root)
     if not root.is_dir():
         raise FileNotFoundError(f"annotation folder {root} does not exist: point data.annot_path at the detector outputs")
-    if series is None:
-        return sorted(root.glob("*.txt"), key=lambda p: natural_key(p.name))
+    if series is None:  # the detector's list of faceless panels (original and kit) is not a series file
+        return sorted((p for p in root.glob("*.txt") if p.name != NO_PERSON_FILE), key=lambda p: natural_key(p.name))
     return [root / f"{s}.txt" for s in series if (root / f"{s}.txt").is_file()]
 
 

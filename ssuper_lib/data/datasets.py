@@ -15,7 +15,8 @@ Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, i
   antialiased bilinear kernel (PIL's filter, ~5-10x faster); one uint8 -> float pass per sample. About 3-4x
   the original's samples/s on the same files (``benchmarks/bench_loader_vs_original.py``);
 * a missing or unreadable panel raises :class:`PanelReadError` naming the file and the sample index;
-* colour augmentation is off by default (as in every original run) and seeded per index when on;
+* colour augmentation is off by default (as in every original run) and seeded by (seed, epoch, index) when
+  on (the training loop calls :meth:`PanelSequenceDataset.set_epoch`), so each epoch draws new jitter;
 * the split is by series (``split_samples``): the original rule ``series <= int(max_series * ratio)`` with
   ``max_series`` = the largest series present unless configured (the original hard-coded 3958), or the first
   ``round(ratio * n)`` series in natural order.
@@ -43,6 +44,7 @@ __all__ = [
     "split_series",
     "split_samples",
     "read_split",
+    "holdout_val_series",
     "match_ground_truth",
 ]
 
@@ -101,12 +103,27 @@ def split_samples(
     return train, test
 
 
+def holdout_val_series(train_series: Sequence[str], data_cfg: DataConfig) -> tuple[list[str], list[str]]:
+    """(train, val): the last ``data_cfg.val_series`` training series (natural order) become validation series.
+
+    Validation series are for every choice made while developing (early stopping, settings); the test
+    series are touched only by the final evaluation.
+    """
+    train = sorted({str(s) for s in train_series}, key=natural_key)
+    k = int(data_cfg.val_series)
+    if k < 0:
+        raise ValueError(f"data.val_series: expected >= 0, got {k}")
+    if k and k >= len(train):
+        raise ValueError(f"data.val_series = {k} would leave no training series (there are {len(train)})")
+    return (train[: len(train) - k], train[len(train) - k :]) if k else (train, [])
+
+
 def read_split(path: str | Path) -> dict[str, list[str]]:
-    """``split.json`` -> {"train": [...], "test": [...]}."""
+    """``split.json`` -> {"train": [...], "val": [...], "test": [...]} ("val" is empty in files without it)."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or not {"train", "test"} <= set(data):
-        raise ValueError(f"{path}: expected {{'train': [series...], 'test': [series...]}}")
-    return {"train": [str(s) for s in data["train"]], "test": [str(s) for s in data["test"]]}
+        raise ValueError(f"{path}: expected {{'train': [series...], 'val': [series...], 'test': [series...]}}")
+    return {k: [str(s) for s in data.get(k, [])] for k in ("train", "val", "test")}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,16 +217,21 @@ class PanelSequenceDataset(Dataset):
         self.augment = augment
         self.return_gt_panel = return_gt_panel
         self.seed = int(seed)
+        self.epoch = 0  # augmentation draws depend on it (set_epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation draws of ``epoch`` (the training loop calls this before every epoch)."""
+        self.epoch = int(epoch)
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, split: str = "train", **kwargs) -> "PanelSequenceDataset":
-        """Dataset of ``split`` ("train" | "test" | "all") from ``data_cfg``'s sequence file and ``split.json``.
+        """Dataset of ``split`` ("train" | "val" | "test" | "all") from ``data_cfg``'s sequence file and ``split.json``.
 
         Without a ``split.json`` beside the sequence file, the split is computed with :func:`split_samples`.
         ``data_cfg.limit_size`` keeps the first N samples of the split.
         """
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split: expected train, test or all, got {split!r}")
+        if split not in ("train", "val", "test", "all"):
+            raise ValueError(f"split: expected train, val, test or all, got {split!r}")
         seq_path = resolve_path(data_cfg.sequence_path)
         samples = read_sequences(seq_path)
         if split != "all":
@@ -219,7 +241,12 @@ class PanelSequenceDataset(Dataset):
                 samples = [s for s in samples if s.series in wanted]
             else:
                 train, test = split_samples(samples, data_cfg)
-                samples = train if split == "train" else test
+                if split == "test":
+                    samples = test
+                else:
+                    tr_s, val_s = holdout_val_series({s.series for s in train}, data_cfg)
+                    wanted = set(tr_s if split == "train" else val_s)
+                    samples = [s for s in train if s.series in wanted]
         if data_cfg.limit_size >= 0:
             samples = samples[: data_cfg.limit_size]
         opts = dict(panel_size=data_cfg.panel_size, face_size=data_cfg.face_size, mask_val=data_cfg.mask_val,
@@ -332,7 +359,7 @@ class PanelSequenceDataset(Dataset):
                 face_t = face_u8.float().div_(127.5).sub_(1.0)
         panels.div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1]
         if self.augment:
-            params = _jitter_params(np.random.default_rng([self.seed, index]))
+            params = _jitter_params(np.random.default_rng([self.seed, self.epoch, index]))
             panels, face_t = _color_jitter(panels, params), _color_jitter(face_t, params)
         y1, y2, x1, x2 = self.mask_coords(sample)
         gt_panel = panels[-1].clone() if self.return_gt_panel else None

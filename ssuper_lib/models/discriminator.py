@@ -5,7 +5,10 @@
   512. The original ended with a 4x4 conv meant to leave 1x1, which holds only for square panels. Here the
   final 4x4 conv yields a patch map of logits that is averaged to one logit per panel, so any size and
   aspect ratio works; for square 256/300 px panels the map is 1x1 and the network (11,156,224 parameters)
-  is exactly the original's.
+  is the **main branch's** global D (REFERENCE.md 1.11, the Bi-LSTM-SSuperGlobalGAN row). The ``global-disc``
+  branch, which most likely produced the Plain-SSuperGlobalGAN row (REFERENCE.md 1.14), used an uncapped
+  stack (64 -> 2048 channels, 44,739,328 parameters at 256 px) ending in a Sigmoid; ``max_channels=2048``
+  gives its channel widths, the logits replace its Sigmoid.
 * :func:`paste_faces`: faces resized (bilinear) to their mask boxes and pasted into a copy of the panels.
   The original pasted with nearest resizing into a view of its input (overwriting the batch in place),
   swapped H and W names (square panels only) and, at HEAD, pasted detached faces (no gradient). This paste

@@ -73,8 +73,9 @@ class SSuperModel(nn.Module):
         spatial = cfg.spatial_features or cfg.seq_encoder == "convlstm"
         if spatial and cfg.seq_encoder != "convlstm":
             raise ValueError(f"model.spatial_features: feature maps are read only by seq_encoder=convlstm, not {cfg.seq_encoder!r}")
+        dropout = cfg.convlstm_dropout if spatial else cfg.backbone_dropout  # maps: no dropout unless configured
         self.backbone = PanelEmbedder(
-            cfg.backbone, cfg.embed_dim, cfg.backbone_dropout, cfg.pretrained, cfg.freeze_backbone, spatial, self.panel_size
+            cfg.backbone, cfg.embed_dim, dropout, cfg.pretrained, cfg.freeze_backbone, spatial, self.panel_size
         )
         E = self.backbone.embed_dim
         if cfg.seq_encoder == "plain":
@@ -118,6 +119,10 @@ class SSuperModel(nn.Module):
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, latent) -> faces (B, 3, img, img)."""
         return self.generator(z)
+
+    def generate_for(self, z: torch.Tensor, batch: dict | None = None) -> torch.Tensor:
+        """Faces for latent ``z`` given the rest of a batch (variants that read more than z override it)."""
+        return self.generate(z)
 
     def reconstruct(self, panels: torch.Tensor) -> torch.Tensor:
         """Deterministic face G(mu) for the masked panel (the kit's PSNR protocol)."""
@@ -230,10 +235,25 @@ class SSuperVAECA(SSuperVAE):
 
 
 VARIANTS = {"ssupervae": SSuperVAE, "ssupergan": SSuperGAN, "ssuperglobalgan": SSuperGlobalGAN, "ssupervae_ca": SSuperVAECA}
+ORIGINAL_VARIANTS = tuple(VARIANTS)  # the nine table rows use these; variants beyond the original register below
+
+
+def register_variant(cls: type[SSuperModel]) -> type[SSuperModel]:
+    """Register a model class under its ``variant`` name (for :func:`build_model` and ``model.variant``)."""
+    VARIANTS[cls.variant] = cls
+    return cls
+
+
+def _register_beyond_original() -> None:
+    from .exemplar import SSuperExemplar
+
+    register_variant(SSuperExemplar)
 
 
 def build_model(cfg: ModelConfig, panel_size: Iterable[int] = (300, 300)) -> SSuperModel:
     """The variant named by ``cfg.variant`` for panels of ``panel_size`` = (H, W) (usually cfg.data.panel_size)."""
+    if cfg.variant not in VARIANTS:
+        _register_beyond_original()
     if cfg.variant not in VARIANTS:
         raise ValueError(f"model.variant: expected one of {', '.join(VARIANTS)}, got {cfg.variant!r}")
     if cfg.vae_output not in ("tanh", "none"):

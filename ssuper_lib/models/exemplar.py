@@ -1,0 +1,200 @@
+"""Exemplar-SSuperGAN: attend from the masked panel over the faces of the context panels (beyond the original).
+
+The nine original variants compress three panels into one latent vector and decode a face from it; on
+synthetic comics that latent carries little identity, and the faces are an average face. This tenth
+variant, registered beside the nine as ``ssuper_exemplar``, adds the mechanism the paper's idea needs:
+
+1. **Candidates** (:mod:`ssuper_lib.exemplars`): the faces detected in p1 and p2, each with its
+   surroundings (hair, neck, clothes; face greyed out) and its position.
+2. **Query**: the surroundings and position of the masked face in the last panel.
+3. **Attention**: ``score_c = <W_q enc(query), W_k [enc(surroundings_c), face_enc(face_c), pos_c]> / sqrt(d)``
+   over the valid candidates plus a learned *null* candidate (the answer when no context face shows the
+   character, and for samples with no context face at all).
+4. **Generation**: the face is drawn from the attended exemplar: a small conv generator takes the
+   selected face pixels, the attended face features and the latent z of the original encoder (q(z | panels),
+   for variation) and paints a residual on the exemplar: ``face = clamp(exemplar + R(exemplar, v, z))``.
+   With ``exemplar_hard`` the exemplar is the arg-max candidate (straight-through gradient to the
+   attention), so training and evaluation see the same input.
+
+The model keeps the whole SSuperGAN (panel encoder, latent head, DCGAN generator for prior samples,
+local discriminator), so it trains in the same engine with the same losses, plus a selection loss on the
+attention logits whose target is the candidate nearest to the true face (self-supervised: no identity
+labels are used, so it applies to real COMICS as is).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from .ssuper import SEQ_LEN, SSuperGAN
+
+__all__ = ["CropEncoder", "ExemplarAttention", "ExemplarGenerator", "SSuperExemplar", "selection_target"]
+
+
+class CropEncoder(nn.Module):
+    """(B, 3, s, s) in [-1, 1] -> (B, dim): area-resized to 16x16 (colours and coarse layout are what tell
+    characters apart at this scale), a 1x1 colour mixing, three stride-2 convolutions to a 2x2 map that is
+    flattened (keeps the layout: hair above, clothes below), Linear. Small: it runs on every candidate."""
+
+    SIZE = 16
+
+    def __init__(self, dim: int = 128, width: int = 16):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, w, 16, 16)
+            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, 2w, 8, 8)
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, 4w, 4, 4)
+            nn.Conv2d(4 * w, 4 * w, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, 4w, 2, 2)
+        )
+        self.fc = nn.Linear(4 * w * 4, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.SIZE or x.shape[-2] != self.SIZE:
+            x = F.adaptive_avg_pool2d(x, self.SIZE)
+        return self.fc(self.net(x).flatten(1))
+
+
+class ExemplarAttention(nn.Module):
+    """Scores of the candidates (B, C) and of a learned null candidate.
+
+    Each candidate is scored by an MLP on *comparisons* with the query, not on the two descriptions alone
+    (a metric is easier to learn than two embeddings that must meet in a dot product): the absolute
+    difference of 8x8 colour thumbnails of the surroundings (a learned, weighted version of the nearest-
+    surroundings baseline: which regions matter, e.g. clothes more than background), the absolute difference
+    and product of learned surroundings features, both positions, and the candidate face's features.
+    """
+
+    THUMB = 8
+
+    def __init__(self, dim: int = 128, width: int = 16):
+        super().__init__()
+        self.ctx_enc = CropEncoder(dim, width)  # shared by query and candidate surroundings
+        self.face_enc = CropEncoder(dim, width)
+        n_thumb = 3 * self.THUMB * self.THUMB
+        self.score = nn.Sequential(
+            nn.Linear(n_thumb + 3 * dim + 6, dim), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(dim, dim), nn.LeakyReLU(0.2, inplace=True), nn.Linear(dim, 1),
+        )
+        self.null_score = nn.Parameter(torch.zeros(1))
+        self.dim = dim
+
+    def forward(self, query_ctx, query_geo, cand_ctx, cand_face, cand_geo, cand_valid):
+        B, C = cand_valid.shape
+        null = self.null_score.expand(B, 1)
+        if not C:
+            return null, query_ctx.new_zeros(B, 0, self.dim)
+        tq = F.adaptive_avg_pool2d(query_ctx, self.THUMB).flatten(1)  # (B, 192)
+        tc = F.adaptive_avg_pool2d(cand_ctx.flatten(0, 1), self.THUMB).view(B, C, -1)  # (B, C, 192)
+        eq = self.ctx_enc(query_ctx)  # (B, d)
+        ec = self.ctx_enc(cand_ctx.flatten(0, 1)).view(B, C, -1)  # (B, C, d)
+        fe = self.face_enc(cand_face.flatten(0, 1)).view(B, C, -1)  # (B, C, d)
+        eqx = eq[:, None].expand_as(ec)
+        pair = torch.cat([(tc - tq[:, None]).abs(), (ec - eqx).abs(), ec * eqx, fe,
+                          query_geo[:, None].expand(B, C, -1), cand_geo], -1)  # (B, C, 192 + 3d + 6)
+        logits = torch.cat([null, self.score(pair).squeeze(-1)], 1)  # (B, 1 + C): slot 0 = null
+        valid = torch.cat([torch.ones_like(cand_valid[:, :1]), cand_valid], 1)
+        return logits.masked_fill(~valid, float("-inf")), fe
+
+
+class ExemplarGenerator(nn.Module):
+    """Residual painter on the selected exemplar: (exemplar (B,3,64,64), code (B, c)) -> face (B, 3, 64, 64).
+
+    Down to 16x16, the code joined there, back up with bilinear upsampling; the residual's last conv starts
+    at zero, so an untrained generator returns the exemplar itself."""
+
+    def __init__(self, code_dim: int, width: int = 16):
+        super().__init__()
+        w = width
+        self.down = nn.Sequential(
+            nn.Conv2d(3, w, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, w, 32, 32)
+            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2, inplace=True),  # (B, 2w, 16, 16)
+        )
+        self.code = nn.Linear(code_dim, 2 * w)
+        self.mid = nn.Sequential(nn.Conv2d(4 * w, 2 * w, 3, 1, 1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True))
+        self.up1 = nn.Sequential(nn.Conv2d(2 * w, w, 3, 1, 1), nn.BatchNorm2d(w), nn.ReLU(inplace=True))  # at 32x32
+        self.out = nn.Conv2d(w, 3, 3, 1, 1)  # at 64x64
+        nn.init.zeros_(self.out.weight)  # start as the identity on the exemplar
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, exemplar: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        h = self.down(exemplar)  # (B, 2w, 16, 16)
+        c = self.code(code)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        h = self.mid(torch.cat([h, c], 1))  # (B, 2w, 16, 16)
+        h = self.up1(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))  # (B, w, 32, 32)
+        r = self.out(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))  # (B, 3, 64, 64)
+        return (exemplar + r).clamp(-1, 1)
+
+
+def selection_target(cand_face: torch.Tensor, cand_valid: torch.Tensor, null_face: torch.Tensor,
+                     face: torch.Tensor) -> torch.Tensor:
+    """(B,) index in [0, 1 + C) of the slot whose face is nearest (mean squared error) to the true ``face``;
+    slot 0 is the null candidate (``null_face``, (3, F, F))."""
+    err_null = ((null_face[None] - face) ** 2).flatten(1).mean(1, keepdim=True)  # (B, 1)
+    if cand_face.shape[1]:
+        err = ((cand_face - face[:, None]) ** 2).flatten(2).mean(2)  # (B, C)
+        err = err.masked_fill(~cand_valid, float("inf"))
+        err = torch.cat([err_null, err], 1)
+    else:
+        err = err_null
+    return err.argmin(1)
+
+
+class SSuperExemplar(SSuperGAN):
+    """SSuperGAN + context-exemplar attention and a residual exemplar generator (``model.variant: ssuper_exemplar``)."""
+
+    variant = "ssuper_exemplar"
+
+    def __init__(self, cfg: ModelConfig, panel_size: tuple[int, int] = (300, 300), seq_len: int = SEQ_LEN):
+        super().__init__(cfg, panel_size, seq_len)
+        d = cfg.exemplar_dim
+        self.attention = ExemplarAttention(d, cfg.exemplar_width)
+        self.exemplar_generator = ExemplarGenerator(d + cfg.latent_dim, cfg.exemplar_width)
+        # the null candidate's face: learned, starts grey (the data's mean face is close to it)
+        self.null_face = nn.Parameter(torch.zeros(3, cfg.img_size, cfg.img_size))
+        self.hard = cfg.exemplar_hard
+
+    def exemplar_forward(self, z: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """Attention over the batch's candidates and the face drawn from the attended exemplar.
+
+        Returns ``face`` (B, 3, F, F), ``logits`` (B, 1 + C; slot 0 = null), ``attn`` (B, 1 + C), ``exemplar``
+        (B, 3, F, F) the selected (hard) or attended (soft) exemplar pixels.
+        """
+        cand_face, cand_valid = batch["cand_face"], batch["cand_valid"].bool()
+        logits, fe = self.attention(batch["query_ctx"], batch["query_geo"], batch["cand_ctx"], cand_face,
+                                    batch["cand_geo"], cand_valid)
+        attn = logits.softmax(1)  # (B, 1 + C)
+        B = z.shape[0]
+        faces = torch.cat([self.null_face.expand(B, 1, *self.null_face.shape), cand_face], 1)  # (B, 1 + C, 3, F, F)
+        feats = torch.cat([fe.new_zeros(B, 1, fe.shape[-1]), fe], 1)  # (B, 1 + C, d); null has no features
+        w = attn
+        if self.hard:  # straight-through: the arg-max exemplar forward, the soft attention's gradient backward
+            hard = F.one_hot(attn.argmax(1), attn.shape[1]).to(attn.dtype)
+            w = hard + attn - attn.detach()
+        exemplar = (w[:, :, None, None, None] * faces).sum(1)  # (B, 3, F, F)
+        v = (w[:, :, None] * feats).sum(1)  # (B, d)
+        face = self.exemplar_generator(exemplar, torch.cat([v, z], 1))
+        return {"face": face, "logits": logits, "attn": attn, "exemplar": exemplar}
+
+    def generate_for(self, z: torch.Tensor, batch: dict | None = None) -> torch.Tensor:
+        """Faces for latent ``z`` and the batch's context exemplars (no exemplars: the DCGAN generator)."""
+        if batch is None or "cand_face" not in batch:
+            return self.generate(z)
+        return self.exemplar_forward(z, batch)["face"]
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = super().parameter_groups()
+        extra = list(self.attention.parameters()) + list(self.exemplar_generator.parameters()) + [self.null_face]
+        groups["generator"] = groups["generator"] + [p for p in extra if p.requires_grad]
+        return groups
+
+    def parts(self) -> dict[str, nn.Module]:
+        out = super().parts()
+        out["exemplar_attention"] = self.attention
+        out["exemplar_generator"] = self.exemplar_generator
+        return out

@@ -1,0 +1,336 @@
+"""The seed's Siamese cartoon-face network (REFERENCE.md 9.2) and a safe loader for its whole-model pickle.
+
+The seed lists a Siamese face model (~86% pair accuracy on iCartoonFace) among its pretrained models. It embeds a
+64x64 RGB face in [0, 1] (``ToTensor`` without normalisation) into 5 numbers:
+
+* ``cnn1``: the first 8 children of torchvision's ResNet-18 (conv1, bn1, relu, maxpool, layer1..4; no pooling),
+  so a 64x64 face gives 512 x 2 x 2 = 2048 features; or the BASIC trunk (three reflection-padded 3x3 convs
+  3 -> 4 -> 8 -> 8, each followed by ReLU and BatchNorm, at full resolution: 8 * dim * dim features);
+* ``fc1``: an MLP 2048 -> 500 -> ReLU -> 500 -> ReLU -> 5 (``fc1.net.{0,2,4}``).
+
+Pairs are labelled 0 (same identity) or 1 (different), the original's convention; the loss is the contrastive
+loss of Hadsell et al. (2006) with margin 1, ``mean((1 - y) d^2 + y max(0, 1 - d)^2)`` on the Euclidean distance
+d, and a pair counts as "same" when d < 0.5.
+
+Differences from the original: its module imported a missing ``networks.mlp`` (REFERENCE.md 8, item 20); its
+``forward`` took a ``(x1, x2, labels)`` batch - here ``forward(x)`` embeds one batch (``forward_once``), which is
+what retrieval needs; the feature size follows the input size instead of a hard-coded 2048. The original saved
+the trained network whole with ``torch.save(model)`` (a pickle naming its classes). :func:`load_original_siamese`
+reads such a file without running code from it: a restricted unpickler maps the original's class paths to inert
+records, accepts tensors and plain containers only, and the weights are then loaded strictly into
+:class:`SiameseNetwork`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import pickle
+import types
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "SiameseBackbone",
+    "MLP",
+    "SiameseNetwork",
+    "contrastive_loss",
+    "pair_distance",
+    "faces_to_unit",
+    "embed_faces",
+    "ORIGINAL_CLASS_PATHS",
+    "OriginalPickleError",
+    "read_original_pickle",
+    "load_original_siamese",
+    "save_siamese",
+    "load_siamese",
+]
+
+SAME, DIFFERENT = 0, 1  # pair labels, the original's convention
+MARGIN = 1.0
+SAME_THRESHOLD = 0.5  # distance below which a pair is called "same" (the original's accuracy rule)
+
+
+class SiameseBackbone(enum.Enum):
+    """The original's trunk choices (same names and values, so its pickled enum maps onto this one)."""
+
+    BASIC = 1
+    RESNET_18 = 2
+
+
+_BACKBONE_NAMES = {"basic": SiameseBackbone.BASIC, "resnet18": SiameseBackbone.RESNET_18}
+
+
+class MLP(nn.Module):
+    """Linear -> ReLU, ``num_layers`` times, then Linear; layers in ``self.net`` (keys ``net.0``, ``net.2``, ...)."""
+
+    def __init__(self, input_size: int, output_size: int, hidden_size: int = 500, num_layers: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(num_layers):
+            layers += [nn.Linear(input_size if i == 0 else hidden_size, hidden_size), nn.ReLU()]
+        layers.append(nn.Linear(hidden_size if num_layers else input_size, output_size))
+        self.net = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1).float()
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+def _basic_trunk() -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c_in, c_out in ((3, 4), (4, 8), (8, 8)):
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(c_out)]
+    return nn.Sequential(*layers)
+
+
+class SiameseNetwork(nn.Module):
+    """Face -> ``embed_dim`` embedding. Input (B, 3, image_dim, image_dim) in [0, 1]; output (B, embed_dim)."""
+
+    def __init__(self, image_dim: int = 64, backbone: str | SiameseBackbone = "resnet18", embed_dim: int = 5,
+                 hidden: int = 500):
+        super().__init__()
+        if isinstance(backbone, str):
+            if backbone not in _BACKBONE_NAMES:
+                raise ValueError(f"Siamese backbone {backbone!r}: choose one of {', '.join(_BACKBONE_NAMES)}")
+            backbone = _BACKBONE_NAMES[backbone]
+        self.backbone = backbone
+        self.image_dim = int(image_dim)
+        if backbone is SiameseBackbone.BASIC:
+            self.cnn1 = _basic_trunk()
+            fc_in = 8 * self.image_dim * self.image_dim  # (B, 8, dim, dim) flattened
+        else:
+            import torchvision
+
+            net = torchvision.models.resnet18(weights=None)  # random init, as the original
+            self.cnn1 = nn.Sequential(*list(net.children())[:8])
+            side = math.ceil(self.image_dim / 32)
+            fc_in = 512 * side * side  # (B, 512, dim/32, dim/32) flattened: 2048 at 64 px
+        self.fc1 = MLP(fc_in, embed_dim, hidden, 2)
+
+    @property
+    def backbone_name(self) -> str:
+        return "basic" if self.backbone is SiameseBackbone.BASIC else "resnet18"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1(self.cnn1(x).flatten(1))  # (B, embed_dim)
+
+    forward_once = forward  # the original's name for the single-branch pass
+
+    def config(self) -> dict:
+        return {"image_dim": self.image_dim, "backbone": self.backbone_name, "embed_dim": self.fc1.net[-1].out_features,
+                "hidden": self.fc1.net[0].out_features}
+
+
+def pair_distance(e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance between paired embeddings (B, D), (B, D) -> (B,)."""
+    return F.pairwise_distance(e1, e2)
+
+
+def contrastive_loss(e1: torch.Tensor, e2: torch.Tensor, label: torch.Tensor, margin: float = MARGIN) -> torch.Tensor:
+    """Hadsell et al. contrastive loss; ``label`` 0 = same identity, 1 = different (the original's convention)."""
+    d = pair_distance(e1, e2)
+    y = label.float().view(-1)
+    return torch.mean((1 - y) * d.pow(2) + y * torch.clamp(margin - d, min=0).pow(2))
+
+
+def faces_to_unit(faces: torch.Tensor, image_dim: int | None = 64) -> torch.Tensor:
+    """Kit faces -> the network's input: uint8 [0, 255] or float [-1, 1] (B, 3, H, W) -> float [0, 1] (B, 3, d, d)."""
+    x = faces.float() / 255.0 if faces.dtype == torch.uint8 else (faces.float() + 1.0) / 2.0
+    if image_dim is not None and tuple(x.shape[-2:]) != (image_dim, image_dim):
+        x = F.interpolate(x, size=(image_dim, image_dim), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+@torch.no_grad()
+def embed_faces(model: nn.Module, faces: torch.Tensor, batch_size: int = 256, device: str | torch.device | None = None) -> torch.Tensor:
+    """(N, D) embeddings of kit faces (uint8 or [-1, 1], see :func:`faces_to_unit`) with ``model`` in eval mode."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    dim = getattr(model, "image_dim", 64)
+    out = [model(faces_to_unit(faces[s : s + batch_size], dim).to(dev)).float().cpu() for s in range(0, len(faces), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, getattr(model, "config", lambda: {"embed_dim": 5})()["embed_dim"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The kit's own checkpoints (state_dict + settings, weights_only loadable)
+# --------------------------------------------------------------------------------------------------
+
+
+def save_siamese(model: SiameseNetwork, path: str | os.PathLike, **extra) -> Path:
+    """Write ``{"model": state_dict, "config": model.config(), **extra}`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"model": model.state_dict(), "config": model.config(), **extra}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_siamese(path: str | os.PathLike, map_location: str = "cpu") -> SiameseNetwork:
+    """A kit Siamese checkpoint (:func:`save_siamese`, ``weights_only=True``) -> :class:`SiameseNetwork` in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Siamese checkpoint {path} not found")
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: not a kit Siamese checkpoint ({str(exc).splitlines()[0]}); for the original's "
+                         f"whole-model pickle use load_original_siamese") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path}: not a kit Siamese checkpoint (expected keys 'model' and 'config'); for the "
+                         f"original's whole-model pickle use load_original_siamese")
+    model = SiameseNetwork(**ckpt["config"])
+    _load_strict(model, ckpt["model"], path)
+    return model.eval()
+
+
+def _load_strict(model: nn.Module, state: dict, path: Path) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        raise ValueError(f"{path}: weights do not fit the Siamese network: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, other shapes {shapes[:5]}")
+    model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The original's whole-model pickle, read safely
+# --------------------------------------------------------------------------------------------------
+
+# Class paths a pickled original SiameseNetwork names, mapped to what the kit uses for them. Modules become inert
+# records (their tensors are collected afterwards); nothing from the file is imported or called.
+ORIGINAL_CLASS_PATHS: dict[tuple[str, str], str] = {
+    ("networks.siamese.siamese_network", "SiameseNetwork"): "ssuper_lib.models.siamese.SiameseNetwork",
+    ("networks.siamese_network", "SiameseNetwork"): "ssuper_lib.models.siamese.SiameseNetwork",
+    ("networks.siamese.siamese_network", "SiameseBackbone"): "ssuper_lib.models.siamese.SiameseBackbone",
+    ("networks.siamese_network", "SiameseBackbone"): "ssuper_lib.models.siamese.SiameseBackbone",
+    ("networks.siamese.mlp", "MLP"): "ssuper_lib.models.siamese.MLP",
+    ("networks.mlp", "MLP"): "ssuper_lib.models.siamese.MLP",
+}
+_TORCH_MODULE_PREFIXES = ("torch.nn.modules.", "torchvision.models.resnet")
+
+
+class OriginalPickleError(pickle.UnpicklingError):
+    """The file names something outside the whitelist (or is not the original's Siamese pickle)."""
+
+
+class _Record:
+    """An inert stand-in for a pickled ``nn.Module``: pickle sets its ``__dict__``; nothing else runs."""
+
+    kit_class = ""
+
+    def __reduce__(self):  # never re-pickled
+        raise TypeError("_Record is not picklable")
+
+
+def _record_class(path: str) -> type:
+    return type("Record", (_Record,), {"kit_class": path})
+
+
+def _safe_globals() -> dict[tuple[str, str], object]:
+    from torch._utils import _rebuild_parameter, _rebuild_tensor_v2
+
+    return {
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("collections", "OrderedDict"): OrderedDict,
+        ("builtins", "set"): set,
+        ("__builtin__", "set"): set,  # protocol-2 pickles name the Python 2 module
+    }
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """find_class: the original's classes -> records, torch layers -> records, tensor rebuilders, OrderedDict."""
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if key in ORIGINAL_CLASS_PATHS:
+            target = ORIGINAL_CLASS_PATHS[key]
+            return SiameseBackbone if target.endswith("SiameseBackbone") else _record_class(target)
+        safe = _safe_globals()
+        if key in safe:
+            return safe[key]
+        if module.startswith(_TORCH_MODULE_PREFIXES) and name[:1].isupper():
+            return _record_class(f"{module}.{name}")
+        raise OriginalPickleError(f"refusing to load {module}.{name}: the file may only hold the original Siamese network "
+                                  f"(its classes, torch layers and tensors)")
+
+
+def _restricted_load(f, **kwargs):
+    return _RestrictedUnpickler(f, **kwargs).load()
+
+
+# what torch.load's ``pickle_module`` needs (``Unpickler`` for zip files, ``load`` for the legacy format)
+_pickle_module = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=_restricted_load,
+                                       __name__="ssuper_restricted_pickle")
+
+
+def _collect(record, prefix: str, out: dict) -> None:
+    for name, p in (getattr(record, "_parameters", None) or {}).items():
+        if p is not None:
+            out[prefix + name] = p.detach() if isinstance(p, torch.Tensor) else p
+    non_persistent = getattr(record, "_non_persistent_buffers_set", set()) or set()
+    for name, b in (getattr(record, "_buffers", None) or {}).items():
+        if b is not None and name not in non_persistent:
+            out[prefix + name] = b
+    for name, child in (getattr(record, "_modules", None) or {}).items():
+        if child is not None:
+            _collect(child, f"{prefix}{name}.", out)
+
+
+def read_original_pickle(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, attributes)`` from the original's ``torch.save(model)`` file, without running its code.
+
+    ``attributes``: ``image_dim`` and ``backbone`` when the pickle holds them. Raises :class:`OriginalPickleError`
+    when the file names any other global (e.g. a callable smuggled into the pickle).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"original Siamese model {path} not found")
+    try:
+        root = torch.load(str(path), map_location="cpu", pickle_module=_pickle_module, weights_only=False)
+    except OriginalPickleError as exc:
+        raise OriginalPickleError(f"{path}: {exc}") from None
+    if not isinstance(root, _Record) or not root.kit_class.endswith("SiameseNetwork"):
+        raise OriginalPickleError(f"{path}: expected a pickled SiameseNetwork, found {type(root).__name__}")
+    state: dict[str, torch.Tensor] = {}
+    _collect(root, "", state)
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise OriginalPickleError(f"{path}: {k} is a {type(v).__name__}, not a tensor")
+    attrs = {"image_dim": getattr(root, "image_dim", None), "backbone": getattr(root, "backbone", None)}
+    return state, attrs
+
+
+def load_original_siamese(path: str | os.PathLike) -> SiameseNetwork:
+    """The original's saved Siamese model (whole-model pickle) as a kit :class:`SiameseNetwork` (eval mode).
+
+    The trunk (BASIC / ResNet-18), input size and embedding size are read from the pickle's attributes and weight
+    shapes; the weights load strictly. Convert once with ``python -m ssuper_lib.siamese convert IN OUT`` to get a
+    kit checkpoint that loads with ``weights_only=True``.
+    """
+    path = Path(path)
+    state, attrs = read_original_pickle(path)
+    backbone = attrs["backbone"] if isinstance(attrs["backbone"], SiameseBackbone) else (
+        SiameseBackbone.RESNET_18 if any(k.startswith("cnn1.4.") for k in state) else SiameseBackbone.BASIC)
+    image_dim = int(attrs["image_dim"]) if isinstance(attrs["image_dim"], int) else 64
+    out_w = [k for k in state if k.startswith("fc1.net.") and k.endswith(".weight")]
+    last = max(out_w, key=lambda k: int(k.split(".")[2])) if out_w else None
+    embed_dim = int(state[last].shape[0]) if last else 5
+    hidden = int(state["fc1.net.0.weight"].shape[0]) if "fc1.net.0.weight" in state else 500
+    model = SiameseNetwork(image_dim, backbone, embed_dim, hidden)
+    _load_strict(model, state, path)
+    return model.eval()

@@ -1,0 +1,175 @@
+"""Context exemplars, the baselines, and the Exemplar-SSuperGAN variant (issue 11)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssuper_lib import baselines as B
+from ssuper_lib.config import load_config
+from ssuper_lib.data.comics import read_annotations, read_sequences
+from ssuper_lib.exemplars import build_exemplars, candidate_characters, load_or_build_exemplars
+from ssuper_lib.models.ssuper import ORIGINAL_VARIANTS, build_model, count_parameters
+
+torch.set_num_threads(1)
+
+
+def _overrides(root: Path) -> list[str]:
+    return [f"data.panel_path={root}/panels", f"data.annot_path={root}/annotations",
+            f"data.sequence_path={root}/sequences.json", f"data.faces_path={root}/faces",
+            f"data.ground_truth_path={root}/ground_truth.csv", "data.num_workers=0", "train.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, tiny_synthetic) -> Path:
+    from ssuper_lib.preprocess import run_preprocessing
+
+    root = tmp_path_factory.mktemp("exemplar") / "syn"
+    root.mkdir()
+    for name in ("panels", "annotations"):
+        shutil.copytree(tiny_synthetic / name, root / name)
+    shutil.copy(tiny_synthetic / "ground_truth.csv", root / "ground_truth.csv")
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", _overrides(root))
+    run_preprocessing(cfg.data, progress=False, write_faces=False, workers=1)
+    return root
+
+
+def test_candidates_are_the_filtered_detections_of_the_context_panels(prepared):
+    from ssuper_lib.detect import filter_panel_boxes
+
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", _overrides(prepared))
+    samples = read_sequences(prepared / "sequences.json")
+    ex = build_exemplars(cfg.data, samples, k_per_panel=3, ctx_size=24)
+    ann = read_annotations(prepared / "annotations")
+    assert ex.cand_face.shape[1:] == (6, 3, 64, 64) and ex.query_ctx.shape[1:] == (3, 24, 24)
+    several = 0
+    for i, s in enumerate(samples):
+        for j in (0, 1):
+            kept, _ = filter_panel_boxes(ann.boxes.get(s.panels[j], []), cfg.data.conf_thold, cfg.data.nms_iou,
+                                         cfg.data.face_thold)
+            got = int(((ex.cand_panel[i] == j) & ex.cand_valid[i]).sum())
+            assert got == min(3, len(kept)), f"sample {i} panel {j}: {got} candidates for {len(kept)} kept boxes"
+            several += len(kept) > 1
+    assert several > 0, "the tiny data must have context panels with several faces (the sequence JSON keeps one)"
+    # the masked face is hidden in the query: its centre is the grey fill
+    c = ex.query_ctx.shape[-1]
+    assert (ex.query_ctx[:, :, int(c * 0.25), int(c * 0.4)] == 128).all()
+
+
+def test_exemplar_cache_round_trip(prepared):
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", _overrides(prepared))
+    samples = read_sequences(prepared / "sequences.json")
+    a = load_or_build_exemplars(cfg.data, samples, 2, 16)
+    b = load_or_build_exemplars(cfg.data, samples, 2, 16)
+    assert a.computed and not b.computed and a.key == b.key
+    assert torch.equal(a.cand_face, b.cand_face) and torch.equal(a.query_ctx, b.query_ctx) and a.keys == b.keys
+    c = load_or_build_exemplars(cfg.data, samples, 3, 16)
+    assert c.key != a.key
+
+
+def test_baselines_select_by_their_rules(prepared):
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", _overrides(prepared))
+    samples = read_sequences(prepared / "sequences.json")
+    ex = build_exemplars(cfg.data, samples, 3, 16)
+    from ssuper_lib.data.datasets import match_ground_truth
+
+    targets = [g["target_character"] for g in match_ground_truth(samples, prepared / "ground_truth.csv")]
+    cc = candidate_characters(ex, samples, prepared / "ground_truth.csv")
+    oracle = B.oracle_context_index(cc, targets)
+    for i, o in enumerate(oracle):
+        has = any(ch == targets[i] for ch in cc[i] if ch is not None)
+        assert (o >= 0) == has and (o < 0 or cc[i, o] == targets[i])
+    mean = torch.zeros(3, 64, 64)
+    near = B.nearest_context_index(ex)
+    # the nearest rule picks the candidate of smallest thumbnail distance
+    q, c = B._thumb(ex.query_ctx), B._thumb(ex.cand_ctx)
+    for i in range(len(samples)):
+        d = ((c[i] - q[i]) ** 2).mean(-1)
+        d[~ex.cand_valid[i]] = float("inf")
+        assert near[i] == int(d.argmin())
+    faces = B.baseline_faces("nearest_context_face", ex, mean)
+    i = int(np.flatnonzero(near >= 0)[0])
+    assert torch.allclose(faces[i], ex.cand_face[i, near[i]].float() / 127.5 - 1)
+    assert torch.equal(B.baseline_faces("mean_face", ex, mean), torch.zeros(len(samples), 3, 64, 64))
+    r1, r2 = B.random_context_index(ex, 0), B.random_context_index(ex, 0)
+    assert (r1 == r2).all() and all(ex.cand_valid[i, r] for i, r in enumerate(r1) if r >= 0)
+
+
+def _batch(B_=4, C=6, valid=None):
+    g = torch.Generator().manual_seed(0)
+    v = torch.ones(B_, C, dtype=torch.bool) if valid is None else valid
+    return {"cand_face": torch.rand(B_, C, 3, 64, 64, generator=g) * 2 - 1,
+            "cand_ctx": torch.rand(B_, C, 3, 32, 32, generator=g) * 2 - 1, "cand_geo": torch.rand(B_, C, 3, generator=g),
+            "cand_valid": v, "query_ctx": torch.rand(B_, 3, 32, 32, generator=g) * 2 - 1,
+            "query_geo": torch.rand(B_, 3, generator=g)}
+
+
+def test_exemplar_model_shapes_and_samples_without_context_faces():
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml")
+    model = build_model(cfg.model, cfg.data.panel_size).eval()
+    valid = torch.ones(4, 6, dtype=torch.bool)
+    valid[1] = False  # a sample with no context face at all
+    valid[2, 3:] = False
+    with torch.no_grad():
+        out = model.exemplar_forward(torch.zeros(4, cfg.model.latent_dim), _batch(valid=valid))
+    assert out["face"].shape == (4, 3, 64, 64) and out["attn"].shape == (4, 7)
+    assert torch.isfinite(out["face"]).all() and out["face"].abs().max() <= 1
+    assert out["attn"][1, 1:].sum() == 0 and out["attn"][1, 0] == 1, "no candidate: the null slot takes it all"
+    assert (out["attn"][2, 4:] == 0).all(), "invalid candidates get no attention"
+    # the untrained exemplar generator returns the selected exemplar itself (its last conv starts at zero)
+    assert torch.allclose(out["face"], out["exemplar"].clamp(-1, 1))
+    zero_c = {k: (v[:, :0] if k.startswith("cand") else v) for k, v in _batch().items()}
+    with torch.no_grad():
+        assert model.exemplar_forward(torch.zeros(4, cfg.model.latent_dim), zero_c)["face"].shape == (4, 3, 64, 64)
+
+
+def test_hard_selection_copies_the_chosen_candidate_and_passes_gradient_to_attention():
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml")
+    model = build_model(cfg.model, cfg.data.panel_size)
+    b = _batch()
+    out = model.exemplar_forward(torch.zeros(4, cfg.model.latent_dim), b)
+    pick = out["attn"].argmax(1)
+    faces = torch.cat([model.null_face.expand(4, 1, 3, 64, 64), b["cand_face"]], 1)
+    assert torch.allclose(out["exemplar"], faces[torch.arange(4), pick], atol=1e-6)
+    (out["face"] - 0.5).square().sum().backward()  # not at 0: the null face is grey (zeros) at init
+    g = model.attention.score[0].weight.grad
+    assert g is not None and g.abs().sum() > 0, f"the straight-through estimator must reach the attention {out['attn']}"
+
+
+def test_selection_target_is_the_nearest_face():
+    from ssuper_lib.models.exemplar import selection_target
+
+    b = _batch(B_=3, C=4)
+    face = b["cand_face"][:, 2].clone()
+    face[1] = 0.0  # nearest to the grey null face
+    b["cand_valid"][2, 2] = False  # the true candidate is not available: never chosen
+    t = selection_target(b["cand_face"], b["cand_valid"], torch.zeros(3, 64, 64), face)
+    assert t[0] == 3 and t[1] == 0 and t[2] != 3
+
+
+def test_exemplar_trains_in_the_engine_and_learns_selection(prepared, tmp_path):
+    from ssuper_lib.train import load_run, read_metrics, train
+
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml",
+                      _overrides(prepared) + [f"train.out_dir={tmp_path}", "train.max_steps=40", "train.val_every=20"])
+    res = train(cfg, progress=False)
+    rows = read_metrics(res.run_dir)
+    assert rows[-1]["step"] == 40 and {"select", "select_acc", "recon", "d_local"} <= set(rows[-1])
+    first, last = rows[0]["select"], rows[-1]["select"]
+    assert last < first, f"selection loss must fall on the tiny data: {first:.3f} -> {last:.3f}"
+    assert (Path(res.run_dir) / "checkpoints" / "best.pt").is_file()
+    cfg2, model = load_run(res.run_dir)
+    assert cfg2.model.variant == "ssuper_exemplar" and model.attention is not None
+
+
+def test_original_variants_are_untouched_by_the_registration():
+    assert ORIGINAL_VARIANTS == ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca")
+    cfg = load_config("configs/models/plain_ssupergan.yaml", ["model.pretrained=false"])
+    with torch.device("meta"):
+        m = build_model(cfg.model, cfg.data.panel_size)
+    assert not hasattr(m, "attention")
+    assert count_parameters(m.generator) == 6_951_808 or cfg.model.latent_dim != 512
