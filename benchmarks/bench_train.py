@@ -77,7 +77,7 @@ def make_data(root: Path, n_series: int, panels: int) -> Path:
     from ssuper_lib.preprocess import run_preprocessing
 
     generate(root, n_series=n_series, seed=0, panels_per_series=panels)
-    cfg = load_config(CASES["demo"][0], data_overrides(root))
+    cfg = load_config(CASES["demo"][0], data_overrides(root) + ["data.val_series=0"])  # a throughput benchmark: no validation split
     run_preprocessing(cfg.data, progress=False, write_faces=False)
     return root
 
@@ -86,7 +86,7 @@ def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: 
     config, extra = CASES[case]
     cfg = load_config(config, data_overrides(root) + extra + [
         f"train.max_steps={steps}", f"train.log_every={log_every}", "train.sample_every=0", "train.ckpt_every=0",
-        f"train.out_dir={out}", f"train.device={device}", "data.num_workers=2", "train.num_workers=2",
+        f"train.out_dir={out}", f"train.device={device}", "data.num_workers=2", "train.num_workers=2", "data.val_series=0",
     ])
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
