@@ -7,13 +7,16 @@ Rows:
 
 * ``demo``: ``configs/models/demo_plain_ssupergan.yaml`` as shipped (frozen pretrained EfficientNet-Lite0,
   96 px panels, batch 32) with cached backbone features; also reports the one-off feature-caching time.
-* ``readme``: ``configs/models/plain_ssupergan.yaml`` with the README's sizes: EfficientNet-B5 fine-tuned end
-  to end on 300x300 panels, batch 2, ``pretrained=false`` (no download needed; speed does not depend on it).
+* ``readme``: ``configs/models/bilstm_ssupergan.yaml`` (the original README's SSuperDCGAN: Bi-LSTM) with the
+  README's sizes: EfficientNet-B5 fine-tuned end to end on 300x300 panels, batch 2, ``pretrained=false`` (no
+  download needed; speed does not depend on it).
 
 Each row trains on a small synthetic dataset generated into a temporary folder; the first logging window
 (warm-up, allocator growth) is dropped and samples/s is the median over the remaining windows. On a CUDA
-machine the same rows run on the GPU and add the peak GPU memory. Writes ``data_stats/bench_train.csv``
-and prints the table.
+machine the same rows run on the GPU and add the peak GPU memory. Every row has the peak RSS of the
+process during that case (``VmHWM`` from ``/proc/self/status``, reset before each case through
+``/proc/self/clear_refs``; it includes the data loader's parent process, not its worker processes).
+Writes ``data_stats/bench_train.csv`` and prints the table.
 """
 
 from __future__ import annotations
@@ -41,11 +44,32 @@ CSV = REPO / "data_stats" / "bench_train.csv"
 CASES = {
     "demo": ("configs/models/demo_plain_ssupergan.yaml", []),
     "readme": (
-        "configs/models/plain_ssupergan.yaml",
+        "configs/models/bilstm_ssupergan.yaml",
         ["model.backbone=efficientnet-b5", "model.pretrained=false", "model.freeze_backbone=false",
          "data.panel_size=[300,300]", "train.batch_size=2"],
     ),
 }
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak RSS (``VmHWM``); a no-op where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_gb() -> float:
+    """Peak RSS of this process in GiB since the last :func:`reset_peak_rss` (``ru_maxrss`` off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def make_data(root: Path, n_series: int, panels: int) -> Path:
@@ -53,7 +77,7 @@ def make_data(root: Path, n_series: int, panels: int) -> Path:
     from ssuper_lib.preprocess import run_preprocessing
 
     generate(root, n_series=n_series, seed=0, panels_per_series=panels)
-    cfg = load_config(CASES["demo"][0], data_overrides(root))
+    cfg = load_config(CASES["demo"][0], data_overrides(root) + ["data.val_series=0"])  # a throughput benchmark: no validation split
     run_preprocessing(cfg.data, progress=False, write_faces=False)
     return root
 
@@ -62,10 +86,14 @@ def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: 
     config, extra = CASES[case]
     cfg = load_config(config, data_overrides(root) + extra + [
         f"train.max_steps={steps}", f"train.log_every={log_every}", "train.sample_every=0", "train.ckpt_every=0",
-        f"train.out_dir={out}", f"train.device={device}", "data.num_workers=2", "train.num_workers=2",
+        f"train.out_dir={out}", f"train.device={device}", "data.num_workers=2", "train.num_workers=2", "data.val_series=0",
     ])
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    import gc
+
+    gc.collect()
+    reset_peak_rss()
     t0 = time.perf_counter()
     result = train(cfg, progress=False)
     wall = time.perf_counter() - t0
@@ -91,6 +119,7 @@ def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: 
         "feature_cache_s": start.get("feature_seconds", ""),
         "wall_s": round(wall, 1),
         "gpu_peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else "",
+        "peak_rss_gb": round(peak_rss_gb(), 2),
         "host": f"{platform.node()} ({os.cpu_count()} cpus)",
     }
     return row
@@ -117,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 steps, every = 60, 10
             row = bench(case, root, Path(tmp) / "runs", steps, every, device)
             rows.append(row)
-            print(f"{case}: {row['samples_per_s']} samples/s ({row['s_per_step']} s/step) on {row['device']}", flush=True)
+            print(f"{case}: {row['samples_per_s']} samples/s ({row['s_per_step']} s/step) on {row['device']}, "
+                  f"peak RSS {row['peak_rss_gb']} GiB", flush=True)
     df = pd.DataFrame(rows)
     CSV.parent.mkdir(parents=True, exist_ok=True)
     if CSV.is_file():  # keep rows of other devices, replace this device's rows of the same cases

@@ -36,7 +36,13 @@ def _rows(csv: Path) -> pd.DataFrame:
                             "value": df["samples_per_s"], "unit": "samples/s",
                             "detail": df["backbone"] + ", " + df["panel_size"] + ", batch " + df["batch_size"].astype(str)
                             + ", " + df["s_per_step"].astype(str) + " s/step, " + df["device"]
-                            + ", GPU peak GB " + df["gpu_peak_mem_gb"].fillna("-").astype(str)})
+                            + ", GPU peak GB " + df["gpu_peak_mem_gb"].fillna("-").astype(str)
+                            + ", peak RSS GB " + (df["peak_rss_gb"] if "peak_rss_gb" in df else pd.Series("-", index=df.index)).fillna("-").astype(str)})
+    elif "peak_rss_gb" in df.columns and "scale" in df.columns:  # bench_comics_scale
+        out = pd.DataFrame({"benchmark": "preprocess at COMICS scale " + (df["scale"] * 100).round().astype(int).astype(str) + "%",
+                            "value": df["seconds"], "unit": "s",
+                            "detail": df["series"].astype(str) + " series, " + df["panels"].astype(str) + " panels, "
+                            + df["samples"].astype(str) + " samples, peak RSS GB " + df["peak_rss_gb"].astype(str)})
     else:
         out = pd.DataFrame({"benchmark": [c for c in df.columns], "value": "", "unit": "", "detail": "unknown format"})
     out.insert(0, "file", csv.name)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import struct
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -339,12 +340,86 @@ def filter_boxes(
     return keep, removed
 
 
+_F32 = struct.Struct("f")
+_AREA_EXACT = float(2**24)  # float32 holds every integer below this: areas and their sums are exact
+
+
+def _f32(x: float) -> float:
+    """``x`` rounded to float32 (as torchvision's float32 kernels and numpy's float32 comparisons see it)."""
+    return _F32.unpack(_F32.pack(x))[0]
+
+
+def _filter_small(boxes: list[Box], conf_thold: float, nms_iou: float, face_thold: int,
+                  report: FilterReport | None) -> list[int] | None:
+    """:func:`filter_boxes` for one panel in plain Python (no array or tensor set-up: a COMICS-scale run filters
+    ~700 k panels of 1-4 boxes). Kept indices in input order, or None where the result could depend on a detail
+    of torchvision's kernel (equal scores: its sort order; areas beyond float32's exact integers); the caller
+    then uses :func:`filter_boxes`. Same arithmetic as the kernels: scores and the threshold compared in float32,
+    NMS by descending score with IoU = inter / (area_i + area_j - inter) rounded to float32 (integer
+    coordinates: every term is exact; float64 division then rounding to float32 equals float32 division)."""
+    for b in boxes:
+        if any(type(v) is not int or abs(v) >= _AREA_EXACT for v in (b.x1, b.y1, b.x2, b.y2)):
+            return None
+    try:
+        t32 = _f32(conf_thold)
+        conf = [i for i, b in enumerate(boxes) if _f32(b.conf) >= t32]
+    except OverflowError:  # a confidence beyond float32's range
+        return None
+    if len(conf) > 1:
+        scores = [_f32(boxes[i].conf) for i in conf]
+        if len(set(scores)) != len(scores):
+            return None
+        order = [i for _, i in sorted(zip(scores, conf), reverse=True)]
+        area = {}
+        for i in order:
+            b = boxes[i]
+            area[i] = (b.x2 - b.x1) * (b.y2 - b.y1)
+            if area[i] >= _AREA_EXACT:
+                return None
+        kept, dead = [], set()
+        for a, i in enumerate(order):
+            if i in dead:
+                continue
+            kept.append(i)
+            bi = boxes[i]
+            for j in order[a + 1 :]:
+                if j in dead:
+                    continue
+                bj = boxes[j]
+                w = min(bi.x2, bj.x2) - max(bi.x1, bj.x1)
+                h = min(bi.y2, bj.y2) - max(bi.y1, bj.y1)
+                inter = max(0, w) * max(0, h)
+                if _f32(inter / (area[i] + area[j] - inter)) > nms_iou:
+                    dead.add(j)
+        nms_kept = sorted(kept)
+    else:
+        nms_kept = conf
+    keep = [i for i in nms_kept if max(boxes[i].x2 - boxes[i].x1, boxes[i].y2 - boxes[i].y1) >= face_thold]
+    if report is not None:
+        report.panels += 1
+        report.boxes_in += len(boxes)
+        report.after_conf += len(conf)
+        report.after_nms += len(nms_kept)
+        report.after_size += len(keep)
+        report.panels_with_faces += int(len(keep) > 0)
+    return keep
+
+
 def filter_panel_boxes(
-    boxes: list[Box], conf_thold: float = 0.9, nms_iou: float = 0.2, face_thold: int = 32, report: FilterReport | None = None
+    boxes: list[Box], conf_thold: float = 0.9, nms_iou: float = 0.2, face_thold: int = 32, report: FilterReport | None = None,
+    removed: bool = True,
 ) -> tuple[list[Box], list[tuple[Box, str]]]:
-    """:func:`filter_boxes` on a list of :class:`Box`: ``(kept, [(removed box, "conf" | "nms" | "size")])``."""
+    """:func:`filter_boxes` on a list of :class:`Box`: ``(kept, [(removed box, "conf" | "nms" | "size")])``.
+
+    ``removed=False`` skips the list of removed boxes (returned empty) and takes the plain-Python path of
+    :func:`_filter_small` when it applies (the same result, ~20x faster on a panel of a few boxes).
+    """
     if not boxes:
         return [], []
+    if not removed:
+        keep = _filter_small(boxes, conf_thold, nms_iou, face_thold, report)
+        if keep is not None:
+            return [boxes[i] for i in keep], []
     arr = np.array([b.as_list() for b in boxes], dtype=np.float32)
     keep, removed_by = filter_boxes(arr, [b.conf for b in boxes], conf_thold, nms_iou, face_thold, report)
     names = {1: "conf", 2: "nms", 3: "size"}
@@ -358,7 +433,7 @@ def filter_annotations(
     report = FilterReport(conf_thold=conf_thold, nms_iou=nms_iou, face_thold=face_thold)
     out: dict[str, list[Box]] = {}
     for key, boxes in ann.boxes.items():
-        kept, _ = filter_panel_boxes(boxes, conf_thold, nms_iou, face_thold, report)
+        kept, _ = filter_panel_boxes(boxes, conf_thold, nms_iou, face_thold, report, removed=False)
         if kept:
             out[key] = kept
     return out, report

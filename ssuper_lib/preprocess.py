@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -77,9 +78,9 @@ def square_face_box(box: Sequence[float], width: int, height: int, margin: bool 
     if margin:
         cy -= h / 6.0
         r *= 1.5
-    r = int(min(np.floor(r), min(width, height) // 2))
+    r = int(min(math.floor(r), min(width, height) // 2))
     r = max(r, 1)
-    sx1, sy1 = int(np.floor(cx)) - r, int(np.floor(cy)) - r
+    sx1, sy1 = math.floor(cx) - r, math.floor(cy) - r
     sx1 = min(max(sx1, 0), width - 2 * r)
     sy1 = min(max(sy1, 0), height - 2 * r)
     return [sx1, sy1, sx1 + 2 * r, sy1 + 2 * r]
@@ -108,7 +109,48 @@ def sample_rng(seed: int, key: str, k: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8")), int(k)])
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """(W, H) from the SOF segment of a JPEG's first bytes; None when it is not there (the caller uses PIL)."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(head)
+    while i + 9 <= n:
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF:
+            h, w = int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+            return (w, h) if w > 0 and h > 0 else None
+        if marker in (0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7):  # no length field
+            i += 2
+            continue
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+def _image_size(path: str | Path) -> tuple[int, int]:
+    """(W, H) of an image from its header: a direct SOF read for JPEG (~10x faster than ``Image.open``, the same
+    numbers), PIL for anything else or any JPEG whose SOF is not in the first 64 KiB."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, 2048)  # the SOF of a plain JPEG sits in its first few hundred bytes
+        size = _jpeg_size(head)
+        if size is None and head[:2] == b"\xff\xd8":  # large EXIF / ICC segments before it
+            size = _jpeg_size(head + os.read(fd, 65536 - len(head)))
+    finally:
+        os.close(fd)
+    if size is not None:
+        return size
+    return _pil_image_size(path)
+
+
+def _pil_image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(path) as im:  # header only: no pixel decoding
@@ -123,9 +165,11 @@ def build_sequences(
     seed: int = 0,
     margin: bool = False,
     series: Sequence[str] | None = None,
+    listing: dict[str, list[str]] | None = None,
 ) -> tuple[list[SequenceSample], dict]:
     """Windows of ``window_size`` consecutive on-disk panels, each with >= 1 valid face; one sample per face of the
-    last panel. ``faces``: filtered boxes per panel key; ``sizes``: (W, H) per panel key holding faces.
+    last panel. ``faces``: filtered boxes per panel key; ``sizes``: (W, H) per panel key holding faces;
+    ``listing``: the panel file names per series when already listed (default: ``list_panels``).
 
     Returns ``(samples, counts)`` with counts ``{"windows": .., "series_with_windows": ..}``.
     """
@@ -135,7 +179,8 @@ def build_sequences(
     n_windows = 0
     series_with = 0
     for s in series:
-        keys = [f"{s}/{name}" for name in list_panels(panel_root, s)]
+        names = listing[s] if listing is not None else list_panels(panel_root, s)
+        keys = [f"{s}/{name}" for name in names]
         valid = [k in faces and len(faces[k]) > 0 for k in keys]
         squares: dict[str, list[list[int]]] = {}
         found = False
@@ -257,6 +302,7 @@ class PreprocessReport:
     face_crops: int = 0  # files written (plain + margin)
     unknown_panels: int = 0  # annotated panels that are not on disk (ignored)
     seconds: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)  # annotations, sizes, sequences, split, faces
     sequence_path: str = ""
     split_path: str = ""
     faces_path: str = ""
@@ -309,23 +355,31 @@ def run_preprocessing(
     faces, frep = filter_annotations(ann, data_cfg.conf_thold, data_cfg.nms_iou, data_cfg.face_thold)
     rep.after_conf, rep.after_nms, rep.after_size = frep.after_conf, frep.after_nms, frep.after_size
     rep.filter = frep.as_dict()
+    t_stage = time.perf_counter()
+    rep.stage_seconds["annotations"] = t_stage - t0
 
+    listing = {s: list_panels(panel_root, s) for s in series}  # listed once, reused by build_sequences
     on_disk = set()
     for s in series:
-        on_disk.update(f"{s}/{n}" for n in list_panels(panel_root, s))
+        on_disk.update(f"{s}/{n}" for n in listing[s])
     rep.panels_total = len(on_disk)
     rep.unknown_panels = sum(1 for k in faces if k not in on_disk)
     faces = {k: v for k, v in faces.items() if k in on_disk}
     rep.panels_with_faces = len(faces)
-    sizes = {k: _image_size(panel_root / k) for k in tqdm(sorted(faces, key=natural_key), desc="panel sizes",
-                                                          unit="panel", disable=not progress)}
+    root_str = str(panel_root)  # plain strings: a Path per panel costs more than reading its header
+    sizes = {k: _image_size(os.path.join(root_str, k)) for k in tqdm(faces, desc="panel sizes", unit="panel",
+                                                                     disable=not progress)}
+    rep.stage_seconds["sizes"] = time.perf_counter() - t_stage
+    t_stage = time.perf_counter()
 
     samples, counts = build_sequences(panel_root, faces, sizes, data_cfg.window_size, data_cfg.seed,
-                                      data_cfg.add_face_margin, series)
+                                      data_cfg.add_face_margin, series, listing)
     rep.windows, rep.samples = counts["windows"], len(samples)
     seq_path = resolve_path(data_cfg.sequence_path)
     write_sequences(seq_path, samples)
     rep.sequence_path = str(seq_path)
+    rep.stage_seconds["sequences"] = time.perf_counter() - t_stage
+    t_stage = time.perf_counter()
 
     train_s, test_s = split_series(series, data_cfg)
     train_s, val_s = holdout_val_series(train_s, data_cfg)
@@ -339,11 +393,14 @@ def run_preprocessing(
     rep.train_series, rep.val_series, rep.test_series = len(train_s), len(val_s), len(test_s)
     rep.val_samples = sum(1 for s in train if s.series in val_set)
     rep.train_samples, rep.test_samples = len(train) - rep.val_samples, len(test)
+    rep.stage_seconds["split"] = time.perf_counter() - t_stage
+    t_stage = time.perf_counter()
 
     if write_faces:
         fp = resolve_path(data_cfg.faces_path)
         rep.face_crops = write_face_crops(panel_root, faces, fp, margin_faces_path(fp), workers=workers, progress=progress)
         rep.faces_path = str(fp)
+        rep.stage_seconds["faces"] = time.perf_counter() - t_stage
     rep.seconds = time.perf_counter() - t0
     return rep
 

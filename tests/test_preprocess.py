@@ -175,3 +175,58 @@ def test_tiny_synthetic_invariants_and_reproducibility(tiny_synthetic, tmp_path)
     assert (out_b / "sequences.json").read_bytes() == (tmp_path / "a" / "sequences.json").read_bytes()
     run_preprocessing(_cfg(tiny_synthetic, tmp_path / "c", seed=1), progress=False, write_faces=False)
     assert (tmp_path / "c" / "sequences.json").read_bytes() != (tmp_path / "a" / "sequences.json").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------- fast paths (issue 13)
+def test_header_sizes_match_pil_and_outputs_are_unchanged(tiny_synthetic, tmp_path, monkeypatch):
+    """The fast paths of the preprocessing give exactly what PIL and the array filter give: image sizes from
+    the JPEG SOF (plain, behind a large APP segment, PNG via PIL) and a byte-identical sequence file."""
+    import ssuper_lib.preprocess as pp
+
+    panels = sorted((tiny_synthetic / "panels").glob("*/*.jpg"))
+    for p in panels:
+        with Image.open(p) as im:
+            assert pp._image_size(p) == im.size, p
+    img = Image.new("RGB", (123, 45), (200, 10, 10))
+    big_app = tmp_path / "exif.jpg"
+    img.save(big_app, icc_profile=b"\0" * 30000)  # a 30 kB APP2 segment before the SOF
+    img.save(tmp_path / "plain.png")
+    assert pp._image_size(big_app) == (123, 45) and pp._image_size(tmp_path / "plain.png") == (123, 45)
+
+    fast = run_preprocessing(_cfg(tiny_synthetic, tmp_path / "fast"), progress=False, write_faces=False)
+    import ssuper_lib.detect as dt
+
+    monkeypatch.setattr(pp, "_image_size", pp._pil_image_size)  # the reference: PIL headers, array + torch filter
+    monkeypatch.setattr(dt, "_filter_small", lambda *a, **k: None)
+    ref = run_preprocessing(_cfg(tiny_synthetic, tmp_path / "ref"), progress=False, write_faces=False)
+    assert fast.samples == ref.samples > 0
+    for name in ("sequences.json", "split.json"):
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
+def test_plain_python_box_filter_equals_the_array_filter():
+    """``_filter_small`` (the per-panel fast path) keeps exactly the boxes ``filter_boxes`` keeps, with the same
+    counts, on random panels full of duplicates, near-threshold confidences and tiny boxes; ties defer."""
+    from ssuper_lib.detect import FilterReport, _filter_small, filter_boxes
+
+    rng = np.random.default_rng(0)
+    deferred = 0
+    for _ in range(3000):
+        n = int(rng.integers(1, 7))
+        base = rng.integers(0, 400, (n, 2))
+        side = rng.integers(5, 120, (n, 1))
+        dup = rng.random(n) < 0.5  # jittered copies of the first box: IoU around the 0.2 threshold and above
+        base[dup] = base[0] + rng.integers(-40, 41, (int(dup.sum()), 2))
+        xyxy = np.concatenate([base, base + side], 1)
+        conf = np.round(rng.choice([0.9, 0.8999, 0.95, 0.97, 0.5], n) + rng.integers(0, 3, n) * 1e-4, 4)
+        boxes = [Box(*map(int, b), float(c)) for b, c in zip(xyxy, conf)]
+        for thold, iou, size in ((0.9, 0.2, 32), (0.95, 0.5, 10)):
+            ra, rb = FilterReport(), FilterReport()
+            fast = _filter_small(boxes, thold, iou, size, ra)
+            if fast is None:
+                deferred += 1
+                continue
+            keep, _ = filter_boxes(xyxy, conf, thold, iou, size, rb)
+            assert fast == keep.tolist(), (boxes, thold, iou, size)
+            assert ra.as_dict() == rb.as_dict()
+    assert deferred < 3000  # most panels take the fast path

