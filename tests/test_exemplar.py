@@ -136,8 +136,9 @@ def test_hard_selection_copies_the_chosen_candidate_and_passes_gradient_to_atten
     faces = torch.cat([model.null_face.expand(4, 1, 3, 64, 64), b["cand_face"]], 1)
     assert torch.allclose(out["exemplar"], faces[torch.arange(4), pick], atol=1e-6)
     (out["face"] - 0.5).square().sum().backward()  # not at 0: the null face is grey (zeros) at init
-    g = model.attention.score[1].weight.grad
+    g = model.attention.score[-1].weight.grad  # the last layer: it starts at zero, its gradient does not
     assert g is not None and g.abs().sum() > 0, f"the straight-through estimator must reach the attention {out['attn']}"
+    assert model.attention.prior_weight.grad.abs() > 0
 
 
 def test_selection_target_is_the_nearest_face():

@@ -61,7 +61,9 @@ class CropEncoder(nn.Module):
 class ExemplarAttention(nn.Module):
     """Scores of the candidates (B, C) and of a learned null candidate.
 
-    Each candidate is scored by an MLP on *comparisons* with the query, not on the two descriptions alone
+    Each candidate's score is a prior, the nearest-surroundings rule of the fixed baseline (minus the
+    normalised thumbnail distance, times a learned weight), plus an MLP (starting at zero) on *comparisons*
+    with the query, not on the two descriptions alone
     (a metric is easier to learn than two embeddings that must meet in a dot product): the absolute
     difference of 8x8 colour thumbnails of the surroundings (a learned, weighted version of the nearest-
     surroundings baseline: which regions matter, e.g. clothes more than background), the absolute difference
@@ -79,7 +81,12 @@ class ExemplarAttention(nn.Module):
             nn.Dropout(dropout), nn.Linear(n_thumb + 3 * dim + 6, dim), nn.LeakyReLU(0.2, inplace=True),
             nn.Dropout(dropout), nn.Linear(dim, dim), nn.LeakyReLU(0.2, inplace=True), nn.Linear(dim, 1),
         )
-        self.null_score = nn.Parameter(torch.zeros(1))
+        nn.init.zeros_(self.score[-1].weight)  # the learned part starts at 0: the prior below decides at first
+        nn.init.zeros_(self.score[-1].bias)
+        # prior: the nearest-surroundings rule (the fixed baseline), as a learned multiple of the thumbnail
+        # distance normalised per sample; the null candidate starts well below any real candidate
+        self.prior_weight = nn.Parameter(torch.tensor(3.0))
+        self.null_score = nn.Parameter(torch.tensor([-6.0]))
         self.dim = dim
 
     def forward(self, query_ctx, query_geo, cand_ctx, cand_face, cand_geo, cand_valid):
@@ -95,7 +102,11 @@ class ExemplarAttention(nn.Module):
         eqx = eq[:, None].expand_as(ec)
         pair = torch.cat([(tc - tq[:, None]).abs(), (ec - eqx).abs(), ec * eqx, fe,
                           query_geo[:, None].expand(B, C, -1), cand_geo], -1)  # (B, C, 192 + 3d + 6)
-        logits = torch.cat([null, self.score(pair).squeeze(-1)], 1)  # (B, 1 + C): slot 0 = null
+        d = (tc - tq[:, None]).square().mean(-1)  # (B, C) thumbnail distance
+        dv = d.masked_fill(~cand_valid, 0.0)
+        scale = dv.sum(1, keepdim=True) / cand_valid.sum(1, keepdim=True).clamp(min=1) + 1e-6
+        prior = -self.prior_weight * d / scale  # (B, C): 0 at distance 0, about -3 at the mean distance
+        logits = torch.cat([null, self.score(pair).squeeze(-1) + prior], 1)  # (B, 1 + C): slot 0 = null
         valid = torch.cat([torch.ones_like(cand_valid[:, :1]), cand_valid], 1)
         return logits.masked_fill(~valid, float("-inf")), fe
 
