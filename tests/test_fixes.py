@@ -214,8 +214,13 @@ def test_static_same_padding_follows_the_panel_size():
     from ssuper_lib.models.backbone import PanelEmbedder
 
     emb = PanelEmbedder("efficientnet-b0", 8, 0.0, pretrained=False, panel_size=(65, 97))
-    pad = emb.net._conv_stem.static_padding.padding  # (left, right, top, bottom)
+    stem = emb.net._conv_stem
+    sp = stem.static_padding
+    # (left, right, top, bottom): a ZeroPad2d, or symmetric padding folded into the convolution itself
+    pad = tuple(sp.padding) if hasattr(sp, "padding") else (stem.padding[1], stem.padding[1], stem.padding[0], stem.padding[0])
     assert pad == (1, 1, 1, 1), f"stem padding {pad} is not 'same' for a 65 x 97 panel"
+    with torch.no_grad():
+        assert stem(torch.zeros(1, 3, 65, 97)).shape[-2:] == (33, 49)
 
 
 def test_vae_decoder_output_is_bounded_by_default():
