@@ -3,7 +3,6 @@ classifier, results table, reuse of saved rows."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
