@@ -262,8 +262,7 @@ class ExemplarDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         item = dict(self.base[i])
-        ex = self.ex
-        item.update(exemplar_fields(ex, i))
+        item.update(exemplar_fields(self.ex, i))
         return item
 
 
