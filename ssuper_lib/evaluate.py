@@ -172,8 +172,10 @@ class _PairedSamples(Dataset):
     """Item i: the dataset's sample ``indices[i]`` plus ``panels_shuffled``, the same panels with the context
     panels replaced by those of sample ``partners[i]`` (the masked panel stays)."""
 
-    def __init__(self, base: Dataset, indices: Sequence[int], partners: Sequence[int] | None, masked_pos: int):
+    def __init__(self, base: Dataset, indices: Sequence[int], partners: Sequence[int] | None, masked_pos: int,
+                 load_partners: bool = True):
         self.base, self.indices, self.partners, self.masked_pos = base, list(indices), partners, masked_pos
+        self.load_partners = load_partners  # False: the shuffled context comes from cached features instead
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -181,7 +183,7 @@ class _PairedSamples(Dataset):
     def __getitem__(self, i: int) -> dict:
         item = dict(self.base[self.indices[i]])
         item["pos"] = i
-        if self.partners is not None:
+        if self.partners is not None and self.load_partners:
             other = self.base[self.indices[self.partners[i]]]["panels"]  # (S, 3, H, W)
             shuffled = other.clone()
             shuffled[self.masked_pos] = item["panels"][self.masked_pos]
@@ -228,14 +230,16 @@ def original_protocol_samples_z(cfg) -> bool:
 @torch.no_grad()
 def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, mask_coords: torch.Tensor,
                    sample_z: bool = False, generator: torch.Generator | None = None,
-                   extra: dict[str, torch.Tensor] | None = None, masked_pos: int = -1) -> dict[str, torch.Tensor]:
+                   extra: dict[str, torch.Tensor] | None = None, masked_pos: int = -1,
+                   feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Faces from panel context: {"mu", "face"} with face = G(mu) (or G(z), z ~ q(z|panels), when
     ``sample_z``); for the contextual-attention variant "face" is the refined fine face and "coarse" G(mu).
     ``extra``: the context exemplars of the batch for the exemplar variant (adds "attn", "exemplar").
-    ``masked_pos``: index of the masked panel along S (-1 chronological, 0 for data.panel_order=masked_first)."""
+    ``masked_pos``: index of the masked panel along S (-1 chronological, 0 for data.panel_order=masked_first).
+    ``feats``: the panels' frozen-backbone features (B, S, F[, h, w]) when known; the backbone is then skipped."""
     from .models.sequence import reparameterize
 
-    mu, log_sigma = model.encode(panels)  # (B, latent) each
+    mu, log_sigma = model.encode(panels) if feats is None else model.encode_features(feats)  # (B, latent) each
     z = reparameterize(mu, log_sigma, generator=generator) if sample_z else mu
     out = {"mu": mu}
     if extra is not None and hasattr(model, "exemplar_forward"):
@@ -562,8 +566,13 @@ def evaluate_run(
         from .exemplars import load_or_build_exemplars
 
         exemplars = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size)
-    loader = DataLoader(_PairedSamples(ds, indices, partners, masked_pos), batch_size=ecfg.batch_size,
-                        shuffle=False, num_workers=num_workers, collate_fn=_collate)
+    feats = None  # frozen backbone: its features of the split, computed once and shared by every run (disk cache)
+    if cfg.model.freeze_backbone and cfg.train.cache_features and getattr(model, "backbone", None) is not None:
+        from .features import load_or_compute_features
+
+        feats = load_or_compute_features(model, ds, cfg, split, dev, progress=progress, batch_size=ecfg.batch_size).feats
+    loader = DataLoader(_PairedSamples(ds, indices, partners, masked_pos, load_partners=feats is None),
+                        batch_size=ecfg.batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     n = len(indices)
     true_u8 = torch.zeros(n, 3, cfg.data.face_size, cfg.data.face_size, dtype=torch.uint8)
     gen_u8 = torch.zeros_like(true_u8)
@@ -590,6 +599,12 @@ def evaluate_run(
         mask, coords = batch["mask"].to(dev), batch["mask_coords"].to(dev)
         face = batch["face"]  # (B, 3, 64, 64)
         extra = extra_shuf = None
+        f_true = f_shuf = None
+        if feats is not None:  # per-panel features: the shuffled context is the partner's, with this masked panel
+            f_true = feats[torch.as_tensor(indices[pos])].to(dev)
+            if partners is not None:
+                f_shuf = feats[torch.as_tensor(indices[partners[pos]])].to(dev)
+                f_shuf[:, masked_pos] = f_true[:, masked_pos]
         if exemplars is not None:
             from .exemplars import exemplar_fields
 
@@ -598,7 +613,7 @@ def evaluate_run(
             if partners is not None:  # shuffled context: the partner's context faces, this sample's query
                 sh = {k: v.to(dev) for k, v in exemplar_fields(exemplars, torch.as_tensor(indices[partners[pos]])).items()}
                 extra_shuf = {**sh, "query_ctx": extra["query_ctx"], "query_geo": extra["query_geo"]}
-        out = generate_faces(model, panels, mask, coords, extra=extra, masked_pos=masked_pos)
+        out = generate_faces(model, panels, mask, coords, extra=extra, masked_pos=masked_pos, feats=f_true)
         g = out["face"].float().cpu()
         if "attn" in out:
             attn_rows.append(out["attn"].float().cpu())
@@ -609,11 +624,13 @@ def evaluate_run(
         gen_u8[pos_t] = M.to_uint8(g)
         # original protocol: G(mu) or a sampled z, as the original's script for this row (REFERENCE.md 5.1)
         orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen,
-                                       masked_pos=masked_pos, extra=extra)["face"].float().cpu() if is_vae else g)
+                                       masked_pos=masked_pos, extra=extra, feats=f_true)["face"].float().cpu()
+                        if is_vae else g)
         orig_true.append(face)
         if partners is not None:
-            gs = generate_faces(model, batch["panels_shuffled"].to(dev), mask, coords,
-                                masked_pos=masked_pos, extra=extra_shuf)["face"].float().cpu()
+            shuffled = batch["panels_shuffled"].to(dev) if f_shuf is None else panels  # panels: CA refines the masked one
+            gs = generate_faces(model, shuffled, mask, coords, masked_pos=masked_pos, extra=extra_shuf,
+                                feats=f_shuf)["face"].float().cpu()
             psnr_shuf[pos] = M.psnr_per_image(gs, face)
             ssim_shuf[pos] = M.ssim_per_image(gs, face)
             shuf_u8[pos_t] = M.to_uint8(gs)

@@ -160,6 +160,32 @@ def test_shuffled_context_comes_from_the_partner_sample(tiny_run, monkeypatch):
     assert row["gain_psnr"] != 0.0
 
 
+def test_cached_backbone_features_score_exactly_as_the_panels(tiny_run, monkeypatch):
+    """A frozen backbone's features of the split are computed once and reused (shuffled context: the partner's
+    context features with this sample's masked panel); every per-sample score equals running the backbone."""
+    import ssuper_lib.train
+    from ssuper_lib.train import load_run
+
+    real = load_run
+
+    def with_cache(flag):
+        def fake(run_dir, device="cpu", **kwargs):
+            cfg, model = real(run_dir, device=device, **kwargs)
+            cfg.train.cache_features = flag
+            return cfg, model
+        return fake
+
+    rows = {}
+    for flag in (False, True):
+        monkeypatch.setattr(ssuper_lib.train, "load_run", with_cache(flag))
+        row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
+        rows[flag] = pd.read_csv(row["per_sample_path"])
+    assert list(rows[True]["partner"]) == list(rows[False]["partner"])
+    for col in ("psnr", "psnr_shuffled", "ssim", "panel_psnr"):
+        np.testing.assert_allclose(rows[True][col], rows[False][col], atol=1e-4, err_msg=col)
+    assert not np.allclose(rows[True]["psnr"], rows[True]["psnr_shuffled"])  # the context matters to this run
+
+
 def test_derangement_pairs_other_series_and_is_seeded():
     groups = ["a"] * 5 + ["b"] * 3 + ["c"] * 2
     p = E.derangement_across_groups(groups, seed=1)
