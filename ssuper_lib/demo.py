@@ -119,7 +119,10 @@ def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0, 
                     if done is not None:
                         print(f"\n=== 04_training [{name}]: reusing finished run {done.relative_to(REPO_ROOT)} (FRESH=1 retrains)")
                         continue
-                    times[f"04:{name}"] = _execute("04", {**common, "config": cfg, "seed": train_seed}, tag=name)
+                    # the exact-resume section extends only the first run by 100 steps (the rest: 0, a reload)
+                    resume = 100 if (train_seed, cfg) == (0, DEMO_CONFIGS[0]) else 0
+                    times[f"04:{name}"] = _execute("04", {**common, "config": cfg, "seed": train_seed,
+                                                          "resume_steps": resume}, tag=name)
         elif step == "05":
             times["05"] = _execute("05", {**common, "configs": list(DEMO_CONFIGS), "train_seeds": seeds})
         else:

@@ -8,8 +8,9 @@ minutes (end-to-end backbone) into one that learns to use panel context (DESIGN.
 
 The cache file is keyed by everything that determines its content, so a stale cache is never used:
 
-* backbone name, ``spatial_features`` and a SHA-256 of the backbone's weights (this identifies
-  pretrained vs random initialisation and any weights file exactly, whatever its path);
+* backbone name, ``spatial_features`` and a SHA-256 of the feature extractor's weights (this identifies
+  pretrained vs random initialisation and any weights file exactly, whatever its path; the trained
+  embedding head after it is left out, so runs and their evaluations share one cache);
 * panel size, face size, mask value and panel order;
 * the samples of the split (their panels and boxes) and the split name;
 * the code version (this module's cache version, the library version and the source of the backbone
@@ -134,7 +135,9 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "code": _source_hash(backbone_module, datasets_module, compute_features),
         "backbone": cfg.model.backbone,
         "spatial_features": cfg.model.spatial_features,
-        "weights_sha256": weights_fingerprint(backbone),
+        # the feature extractor only (``net``): the embedding head after it is trained, and must not make every
+        # run (and every evaluation of a trained run) recompute the same frozen features
+        "weights_sha256": weights_fingerprint(getattr(backbone, "net", backbone)),
         "panel_size": list(cfg.data.panel_size),
         "face_size": cfg.data.face_size,
         "mask_val": cfg.data.mask_val,

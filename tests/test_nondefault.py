@@ -67,6 +67,25 @@ def test_feature_cache_key_includes_augmentation():
     assert feature_cache_key(model, dataset, plain, "train")[0] == k_plain
 
 
+def test_feature_cache_key_follows_the_feature_extractor_not_the_trained_head():
+    """Runs with other seeds or training steps share the frozen features (the embedding head is trained after
+    them); other extractor weights never do."""
+    from ssuper_lib.features import feature_cache_key
+
+    cfg = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false"])
+    dataset = list(range(5))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, panel_size=tuple(cfg.data.panel_size))
+    key, _ = feature_cache_key(model, dataset, cfg, "test")
+    with torch.no_grad():
+        for p in model.backbone.head.parameters():
+            p.add_(1.0)  # a trained head
+    assert feature_cache_key(model, dataset, cfg, "test")[0] == key, "the trained head changed the feature cache key"
+    with torch.no_grad():
+        next(model.backbone.net.parameters()).add_(1.0)  # another feature extractor
+    assert feature_cache_key(model, dataset, cfg, "test")[0] != key
+
+
 def test_convlstm_feature_maps_get_no_undocumented_dropout():
     """The ConvLSTM reads the backbone's feature maps without dropout (the original's extract_features);
     model.convlstm_dropout (default 0) is the documented switch, and it adds no parameters."""
