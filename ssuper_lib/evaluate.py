@@ -1078,7 +1078,28 @@ def aggregate_seeds(rows: Sequence[dict], n_boot: int = 1000, ci: float = 0.95, 
                 sm = M.summarize(pooled, n_boot=n_boot, ci=ci, seed=seed, clusters=pers[0]["series"].astype(str).to_numpy())
                 agg.update({m: sm["mean"], f"{m}_lo": sm["lo"], f"{m}_hi": sm["hi"], f"{m}_n": sm["n"],
                             f"{m}_n_series": sm["n_series"]})
+                if m in ("gain_psnr", "gain_id") and "in_context" in pers[0]:
+                    agg.update(_pooled_subgroups(m, pooled, pers[0], n_boot, ci, seed))
         out.append(agg)
+    return out
+
+
+def _pooled_subgroups(key: str, pooled: np.ndarray, per, n_boot: int, ci: float, seed: int) -> dict:
+    """The in-context / not-in-context subgroups of a seed-pooled per-sample gain, and their direct paired
+    test (:func:`metrics.subgroup_difference`), as :func:`score_faces` reports them for one run."""
+    flag = per["in_context"].astype(str).str.lower()
+    inctx, notctx = (flag == "true").to_numpy(), (flag == "false").to_numpy()
+    ser = per["series"].astype(str).to_numpy()
+    ok = np.isfinite(pooled)
+    out = {}
+    for tag, sel in (("in_ctx", inctx), ("not_in_ctx", notctx)):
+        s = M.summarize(pooled[sel & ok], clusters=ser[sel & ok], n_boot=n_boot, ci=ci, seed=seed)
+        out.update({f"{key}_{tag}": s["mean"], f"{key}_{tag}_lo": s["lo"], f"{key}_{tag}_hi": s["hi"],
+                    f"{key}_{tag}_n": s["n"], f"{key}_{tag}_n_series": s["n_series"]})
+    both = (inctx | notctx) & ok
+    t = M.subgroup_difference(pooled[both], inctx[both], ser[both], n_boot=n_boot, ci=ci, seed=seed)
+    out.update({f"{key}_in_minus_not": t["mean"], f"{key}_in_minus_not_lo": t["lo"],
+                f"{key}_in_minus_not_hi": t["hi"], f"{key}_in_minus_not_p": t["p"]})
     return out
 
 

@@ -294,3 +294,34 @@ def test_command_line_evaluation_writes_the_notebook_outputs(tiny_run, tmp_path)
     assert "Plain-SSuperGAN" in p.stdout and (out / "results.md").is_file()
     bad = subprocess.run([sys.executable, "-m", "ssuper_lib.evaluate", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
+
+
+def test_seed_aggregation_pools_per_sample_values_and_retests_the_subgroups(tmp_path):
+    """Three training seeds of one model: the row's value is the series-pooled mean of the per-sample values
+    averaged over seeds, with the between-seed spread beside it; the in-context minus not-in-context test is
+    recomputed on the pooled gains (not copied from seed 0)."""
+    rng = np.random.default_rng(0)
+    n = 60
+    series = np.repeat([f"s{k}" for k in range(6)], n // 6)
+    in_ctx = np.where(np.arange(n) % 3 == 0, "False", "True")
+    rows = []
+    gains = []
+    for seed in range(3):
+        psnr = 11.0 + rng.normal(0, 0.5, n)
+        shuf = psnr - np.where(in_ctx == "True", 1.0 + seed, 0.0)  # gain: 1, 2, 3 dB in context, 0 outside
+        gains.append(psnr - shuf)
+        path = tmp_path / f"per{seed}.csv"
+        pd.DataFrame({"series": series, "psnr": psnr, "ssim": 0.2, "psnr_shuffled": shuf,
+                      "in_context": in_ctx}).to_csv(path, index=False)
+        rows.append({"model": "M", "kind": "model", "run": f"r{seed}", "train_seed": seed, "psnr": float(psnr.mean()),
+                     "gain_psnr": float((psnr - shuf).mean()), "gain_psnr_in_minus_not": 1.0 + seed,
+                     "per_sample_path": str(path), "checkpoint_step": 10})
+    agg = E.aggregate_seeds(rows, n_boot=200)
+    assert len(agg) == 1
+    a = agg[0]
+    assert a["train_seeds"] == "0,1,2" and a["run"] == "r0,r1,r2"
+    assert a["gain_psnr"] == pytest.approx(np.mean(gains))
+    assert a["gain_psnr_seed_sd"] == pytest.approx(np.std([g.mean() for g in gains], ddof=1))
+    assert a["gain_psnr_in_minus_not"] == pytest.approx(2.0)  # pooled over seeds, not seed 0's 1.0
+    assert a["gain_psnr_in_ctx"] == pytest.approx(2.0) and a["gain_psnr_not_in_ctx"] == pytest.approx(0.0)
+    assert a["gain_psnr_in_minus_not_lo"] <= 2.0 <= a["gain_psnr_in_minus_not_hi"]
