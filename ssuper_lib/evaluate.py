@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import metrics as M
 from .config import REPO_ROOT, ExperimentConfig, resolve_path
+from .storage import atomic_torch_save
 
 __all__ = [
     "evaluate_run",
@@ -375,10 +375,7 @@ def cross_fit_identity(
             net = train_identity_classifier(x, y, len(classes), epochs=epochs, seed=seed + k)
             out["cached"].append(False)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                torch.save(net.state_dict(), tmp)
-                os.replace(tmp, path)
+                atomic_torch_save(net.state_dict(), path)
         for name in names:
             faces = true_faces_u8 if name == "true" else to_classify[name]
             p = _predict(net, faces[test_idx].contiguous())
@@ -570,7 +567,8 @@ def evaluate_run(
     if cfg.model.freeze_backbone and cfg.train.cache_features and getattr(model, "backbone", None) is not None:
         from .features import load_or_compute_features
 
-        feats = load_or_compute_features(model, ds, cfg, split, dev, progress=progress, batch_size=ecfg.batch_size).feats
+        # default batch size, as training: the cached values must not depend on which caller computed them
+        feats = load_or_compute_features(model, ds, cfg, split, dev, progress=progress).feats
     loader = DataLoader(_PairedSamples(ds, indices, partners, masked_pos, load_partners=feats is None),
                         batch_size=ecfg.batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     n = len(indices)
@@ -776,11 +774,7 @@ def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0
 def _save_faces(path: Path, gen_u8: torch.Tensor, true_u8: torch.Tensor, series: Sequence[str]) -> Path:
     """Generated and true uint8 faces of an evaluation with their series (for metrics computed afterwards,
     e.g. the label-free identity metric, without generating again)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"gen": gen_u8, "true": true_u8, "series": [str(s) for s in series]}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save({"gen": gen_u8, "true": true_u8, "series": [str(s) for s in series]}, path)
 
 
 def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None, progress: bool = False,
@@ -838,10 +832,7 @@ def _training_faces(train_ds, cache_dir: Path) -> torch.Tensor:
     if path.is_file():
         return torch.load(path, weights_only=True)
     faces = M.to_uint8(torch.stack([train_ds[i]["face"] for i in range(len(train_ds))]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(faces, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(faces, path)
     return faces
 
 

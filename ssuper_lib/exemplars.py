@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import DataConfig, resolve_path
+from .storage import atomic_torch_save
 
 __all__ = [
     "ExemplarSet",
@@ -237,13 +237,10 @@ def load_or_build_exemplars(data_cfg: DataConfig, samples: Sequence, k_per_panel
     ex = build_exemplars(data_cfg, samples, k_per_panel, ctx_size, progress)
     ex.key = key
     if write:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"cand_face": ex.cand_face, "cand_ctx": ex.cand_ctx, "cand_geo": ex.cand_geo,
+        atomic_torch_save({"cand_face": ex.cand_face, "cand_ctx": ex.cand_ctx, "cand_geo": ex.cand_geo,
                     "cand_valid": ex.cand_valid, "cand_box": ex.cand_box, "cand_panel": ex.cand_panel,
                     "query_ctx": ex.query_ctx, "query_geo": ex.query_geo, "keys": ex.keys,
-                    "k_per_panel": ex.k_per_panel}, tmp)
-        os.replace(tmp, path)
+                    "k_per_panel": ex.k_per_panel}, path)
     return ex
 
 

@@ -86,6 +86,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import __version__
 from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, resolve_path, save_config
+from .storage import atomic_torch_save
 from .losses import (
     gan_d_loss,
     gan_g_loss,
@@ -316,11 +317,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+_atomic_save = atomic_torch_save  # checkpoints: temporary file, then os.replace
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .weights import state_dict_mismatch
+from ..storage import atomic_torch_save
 
 __all__ = [
     "SiameseBackbone",
@@ -170,12 +171,7 @@ def embed_faces(model: nn.Module, faces: torch.Tensor, batch_size: int = 256, de
 
 def save_siamese(model: SiameseNetwork, path: str | os.PathLike, **extra) -> Path:
     """Write ``{"model": state_dict, "config": model.config(), **extra}`` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"model": model.state_dict(), "config": model.config(), **extra}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save({"model": model.state_dict(), "config": model.config(), **extra}, path)
 
 
 def load_siamese(path: str | os.PathLike, map_location: str = "cpu") -> SiameseNetwork:
