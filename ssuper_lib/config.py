@@ -118,7 +118,9 @@ class ModelConfig:
     exemplar_ctx_size: int = 32  # Exemplar-SSuperGAN: side of the surroundings crops (query and candidates)
     exemplar_dim: int = 128  # Exemplar-SSuperGAN: attention / feature size
     exemplar_width: int = 16  # Exemplar-SSuperGAN: base width of the crop encoders and the exemplar generator
-    exemplar_dropout: float = 0.0  # Exemplar-SSuperGAN: dropout in the candidate scorer (regularises the selection)
+    exemplar_dropout: float = 0.0  # Exemplar-SSuperGAN: dropout in the MLP of the "metric+mlp" scorer
+    exemplar_target_size: int = 4  # Exemplar-SSuperGAN: side of the pooled faces the selection target compares (64 = pixel MSE)
+    exemplar_scorer: str = "metric"  # Exemplar-SSuperGAN: metric (learned weighted nearest-surroundings) | metric+mlp
     exemplar_hard: bool = True  # Exemplar-SSuperGAN: draw from the arg-max exemplar (straight-through); false = soft mix
     vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
 
@@ -149,6 +151,7 @@ class TrainConfig:
     global_disc_lr: float = 2e-4  # learning rate of the global discriminator
     l1_fine_weight: float = 1.0  # CA: weight of L1(fine face, true face)
     select_weight: float = 1.0  # Exemplar-SSuperGAN: weight of the selection loss (attention -> candidate nearest the true face)
+    select_lr: float = 0.01  # Exemplar-SSuperGAN: Adam learning rate of the selector (region weights, temperature, null score)
     wgan_gp_lambda: float = 10.0  # CA: gradient-penalty weight
     global_wgan_weight: float = 1.0  # CA: weight of the global critic terms
     amp: str = "auto"  # auto (bf16 on supporting GPUs) | bf16 | fp16 | none
@@ -202,6 +205,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.panel_order": ("chronological", "masked_first"),
     "eval.checkpoint": ("best", "latest"),
     "model.variant": ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca", "ssuper_exemplar"),
+    "model.exemplar_scorer": ("metric", "metric+mlp"),
     "model.seq_encoder": ("plain", "lstm", "bilstm", "convlstm"),
     "model.gen_norm": ("batch", "instance", "layer"),
     "model.disc_norm": ("batch", "instance", "layer", "none"),
@@ -231,11 +235,14 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.lstm_layers": (1, None),
     "model.lstm_dropout": (0.0, 1.0),
     "model.fc_dropout": (0.0, 1.0),
+    "model.exemplar_target_size": (1, None),
+    "model.exemplar_dropout": (0.0, 1.0),
     "train.batch_size": (1, None),
     "train.epochs": (0, None),
     "train.max_steps": (0, None),
     "train.lr": (0.0, None),
     "train.grad_clip": (0.0, None),
+    "train.select_lr": (0.0, None),
     "train.kl_weight": (0.0, None),
     "eval.batch_size": (1, None),
     "eval.n_bootstrap": (0, None),

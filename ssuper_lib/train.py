@@ -643,7 +643,13 @@ class ExemplarObjective(GANObjective):
     """Exemplar-SSuperGAN (beyond the original): the SSuperGAN losses on the face drawn from the attended
     context exemplar, plus a selection loss: cross-entropy of the attention logits against the candidate
     (or null slot) nearest to the true face. Encoder, attention and exemplar generator take one loss:
-    ELBO + weighted reconstruction + selection + adversarial (the encoder's z feeds the exemplar generator)."""
+    ELBO + weighted reconstruction + selection + adversarial (the encoder's z feeds the exemplar generator).
+    The selector's few parameters (region weights, temperature, null score) have their own Adam at
+    ``train.select_lr``: at the generator's learning rate they would hardly move within a demo run."""
+
+    def optimizer_specs(self):
+        return {**super().optimizer_specs(),
+                "selector": (self.groups.get("selector", []), self.tc.select_lr, self.tc.betas)}
 
     def step(self, batch, step):
         from .models.exemplar import selection_target
@@ -660,7 +666,8 @@ class ExemplarObjective(GANObjective):
                 recon = recon * float("nan")
             kl = kl_normal(mu, log_sigma)
             kl_w = kl_anneal_weight(step, tc.kl_weight, tc.kl_anneal_steps)
-            target = selection_target(batch["cand_face"], batch["cand_valid"].bool(), model.null_face.detach(), face)
+            target = selection_target(batch["cand_face"], batch["cand_valid"].bool(), model.null_face.detach(), face,
+                                      model.cfg.exemplar_target_size)
             select = F.cross_entropy(out["logits"].float(), target)
             d_loss = gan_d_loss(model.local_disc(face), model.local_disc(fake.detach()), tc.gan_loss)
         out_l = self.check(step, recon=recon, kl=kl, select=select, d_local=d_loss,
@@ -674,9 +681,9 @@ class ExemplarObjective(GANObjective):
             g_loss = (tc.adv_weight * g_adv + tc.gen_recon_weight * recon + tc.select_weight * select
                       + kl_w * kl)
         out_l.update(self.check(step, g_loss=g_loss, g_adv=g_adv))
-        self.zero_grad("encoder", "generator")
-        self.backward(g_loss, ("encoder", "generator"))
-        self.opt_step("encoder", "generator")
+        self.zero_grad("encoder", "generator", "selector")
+        self.backward(g_loss, ("encoder", "generator", "selector"))
+        self.opt_step("encoder", "generator", "selector")
         self.end_step()
         return {**out_l, "kl_weight": kl_w}
 

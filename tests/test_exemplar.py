@@ -127,8 +127,9 @@ def test_exemplar_model_shapes_and_samples_without_context_faces():
         assert model.exemplar_forward(torch.zeros(4, cfg.model.latent_dim), zero_c)["face"].shape == (4, 3, 64, 64)
 
 
-def test_hard_selection_copies_the_chosen_candidate_and_passes_gradient_to_attention():
-    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml")
+@pytest.mark.parametrize("scorer", ["metric", "metric+mlp"])
+def test_hard_selection_copies_the_chosen_candidate_and_passes_gradient_to_attention(scorer):
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", [f"model.exemplar_scorer={scorer}"])
     model = build_model(cfg.model, cfg.data.panel_size)
     b = _batch()
     out = model.exemplar_forward(torch.zeros(4, cfg.model.latent_dim), b)
@@ -136,9 +137,24 @@ def test_hard_selection_copies_the_chosen_candidate_and_passes_gradient_to_atten
     faces = torch.cat([model.null_face.expand(4, 1, 3, 64, 64), b["cand_face"]], 1)
     assert torch.allclose(out["exemplar"], faces[torch.arange(4), pick], atol=1e-6)
     (out["face"] - 0.5).square().sum().backward()  # not at 0: the null face is grey (zeros) at init
-    g = model.attention.score[-1].weight.grad  # the last layer: it starts at zero, its gradient does not
+    att = model.attention
+    g = att.region_logits.grad if scorer == "metric" else att.score[-1].weight.grad  # MLP: starts at zero, its gradient not
     assert g is not None and g.abs().sum() > 0, f"the straight-through estimator must reach the attention {out['attn']}"
-    assert model.attention.prior_weight.grad.abs() > 0
+    assert att.prior_weight.grad.abs() > 0
+    assert (att.score is None) == (scorer == "metric")
+
+
+def _character(hair, skin, shirt, dx=0, dy=0):
+    """A drawn 64x64 character face: hair band on top, skin oval, shirt collar at the bottom; shifted by (dx, dy)."""
+    img = torch.full((3, 64, 64), 0.8)  # light background
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    oval = ((xx - 32 - dx) / 20.0) ** 2 + ((yy - 34 - dy) / 24.0) ** 2 <= 1
+    img[:, oval] = torch.tensor(skin)[:, None]
+    img[:, (yy < 16 + dy) & (yy >= 4 + dy) & ((xx - 32 - dx).abs() < 24)] = torch.tensor(hair)[:, None]
+    img[:, yy >= 58 + dy] = torch.tensor(shirt)[:, None]
+    for ex_ in (-9, 9):  # eyes
+        img[:, ((xx - 32 - dx - ex_).abs() < 3) & ((yy - 30 - dy).abs() < 3)] = -1.0
+    return img
 
 
 def test_selection_target_is_the_nearest_face():
@@ -146,10 +162,31 @@ def test_selection_target_is_the_nearest_face():
 
     b = _batch(B_=3, C=4)
     face = b["cand_face"][:, 2].clone()
-    face[1] = 0.0  # nearest to the grey null face
+    face[1] = 0.0  # the grey null face itself
     b["cand_valid"][2, 2] = False  # the true candidate is not available: never chosen
     t = selection_target(b["cand_face"], b["cand_valid"], torch.zeros(3, 64, 64), face)
     assert t[0] == 3 and t[1] == 0 and t[2] != 3
+
+
+def test_selection_target_prefers_the_right_character_to_the_blurry_null_face():
+    """A face of the right character in another pose must beat the blurry mean face as the selection target
+    (at pixel resolution the blur wins: the selection then learns "not in context" for present characters)."""
+    from ssuper_lib.models.exemplar import selection_target
+
+    a = dict(hair=(-0.6, -0.6, 0.9), skin=(-0.2, 0.7, -0.2), shirt=(0.5, -0.8, 0.5))  # blue hair, green skin
+    b_ = dict(hair=(0.9, -0.7, -0.7), skin=(0.8, 0.4, 0.1), shirt=(0.9, 0.5, -0.9))  # red hair, tan skin
+    c_ = dict(hair=(0.2, 0.9, 0.2), skin=(0.9, 0.7, 0.5), shirt=(-0.9, -0.9, 0.6))  # a third character
+    true = torch.stack([_character(**a, dx=3, dy=1), _character(**b_, dx=-3)])  # 3 px pose changes
+    cands = torch.stack([torch.stack([_character(**a, dx=-3, dy=-1), _character(**b_, dx=4, dy=2)]),
+                         torch.stack([_character(**a), _character(**b_, dx=3, dy=3)])])
+    null = torch.stack([_character(**ch, dx=dx, dy=dy)  # the mean face: blurry, between the characters
+                        for ch in (a, b_, c_) for dx in range(-6, 7, 3) for dy in (-3, 0, 3)]).mean(0)
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    pixel = selection_target(cands, valid, null, true, size=64)
+    assert (pixel == 0).any(), "the setting must reproduce the failure of pixel MSE (else the test shows nothing)"
+    assert selection_target(cands, valid, null, true).tolist() == [1, 2]  # slot 0 is null: candidates are 1-based
+    # a character absent from the context (only a and b are there): the null face is the target
+    assert selection_target(cands[:1], valid[:1], null, _character(**c_, dx=2)[None]).tolist() == [0]
 
 
 def test_exemplar_trains_in_the_engine_and_learns_selection(prepared, tmp_path):
@@ -174,3 +211,52 @@ def test_original_variants_are_untouched_by_the_registration():
         m = build_model(cfg.model, cfg.data.panel_size)
     assert not hasattr(m, "attention")
     assert count_parameters(m.generator) == 11_146_112 and count_parameters(m.local_disc) == 2_765_568  # the reference's
+
+
+def _region_task(n, gen):
+    """Selection where the clothes (bottom half) tell the character and the background (top half) misleads:
+    the query shares its background with a wrong candidate (the same panel), never with the right one."""
+    C = 4
+    shirts = torch.rand(n, C, 3, generator=gen) * 2 - 1  # one character per candidate
+    right = torch.randint(0, C, (n,), generator=gen)
+    decoy = (right + 1 + torch.randint(0, C - 1, (n,), generator=gen)) % C
+    bg = torch.rand(n, C, 3, generator=gen) * 2 - 1
+    cand = torch.empty(n, C, 3, 32, 32)
+    cand[..., :16, :] = bg[..., None, None]
+    cand[..., 16:, :] = shirts[..., None, None]
+    ar = torch.arange(n)
+    query = torch.empty(n, 3, 32, 32)
+    query[..., :16, :] = bg[ar, decoy][..., None, None]
+    query[..., 16:, :] = (shirts[ar, right] + 0.1 * torch.randn(n, 3, generator=gen))[..., None, None]
+    return query, cand, right + 1  # slot 0 is the null candidate
+
+
+def test_metric_scorer_learns_which_regions_identify_the_character():
+    from ssuper_lib.models.exemplar import ExemplarAttention
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    att = ExemplarAttention(dim=8, width=4, scorer="metric")
+    opt = torch.optim.Adam(att.selector_parameters(), lr=0.05)
+
+    def accuracy(query, cand, target):
+        with torch.no_grad():
+            logits, _ = att(query, torch.zeros(len(query), 3), cand, torch.zeros(*cand.shape[:2], 3, 64, 64),
+                            torch.zeros(*cand.shape[:2], 3), torch.ones(cand.shape[:2], dtype=torch.bool))
+        return (logits.argmax(1) == target).float().mean().item()
+
+    held_out = _region_task(256, torch.Generator().manual_seed(1))
+    before = accuracy(*held_out)
+    for _ in range(150):
+        q, c, t = _region_task(64, gen)
+        logits, _ = att(q, torch.zeros(64, 3), c, torch.zeros(64, 4, 3, 64, 64), torch.zeros(64, 4, 3),
+                        torch.ones(64, 4, dtype=torch.bool))
+        loss = torch.nn.functional.cross_entropy(logits, t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = accuracy(*held_out)
+    w = att.region_weights()
+    assert before < 0.6, f"the untrained rule (uniform weights) must fall for the shared background: {before:.2f}"
+    assert after > 0.9, f"learned region weights must pick the character by its clothes: {before:.2f} -> {after:.2f}"
+    assert w[:, 6:, :].mean() > 3 * w[:, :6, :].mean(), "the clothes rows must outweigh the background rows"
