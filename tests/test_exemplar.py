@@ -193,11 +193,12 @@ def test_exemplar_trains_in_the_engine_and_learns_selection(prepared, tmp_path):
     from ssuper_lib.train import load_run, read_metrics, train
 
     cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml",
-                      _overrides(prepared) + [f"train.out_dir={tmp_path}", "train.max_steps=40", "train.val_every=20"])
+                      _overrides(prepared) + [f"train.out_dir={tmp_path}", "train.max_steps=80", "train.val_every=20"])
     res = train(cfg, progress=False)
     rows = read_metrics(res.run_dir)
-    assert rows[-1]["step"] == 40 and {"select", "select_acc", "recon", "d_local"} <= set(rows[-1])
-    first, last = rows[0]["select"], rows[-1]["select"]
+    assert rows[-1]["step"] == 80 and {"select", "select_acc", "recon", "d_local"} <= set(rows[-1])
+    sel = [r["select"] for r in rows if "select" in r]
+    first, last = float(np.mean(sel[:3])), float(np.mean(sel[-3:]))  # rows are 5-step means of 4 samples: noisy
     assert last < first, f"selection loss must fall on the tiny data: {first:.3f} -> {last:.3f}"
     assert (Path(res.run_dir) / "checkpoints" / "best.pt").is_file()
     cfg2, model = load_run(res.run_dir)
