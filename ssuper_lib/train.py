@@ -642,8 +642,9 @@ class CAObjective(Objective):
 class ExemplarObjective(GANObjective):
     """Exemplar-SSuperGAN (beyond the original): the SSuperGAN losses on the face drawn from the attended
     context exemplar, plus a selection loss: cross-entropy of the attention logits against the candidate
-    (or null slot) nearest to the true face as coarse colour layouts (``model.exemplar_target_size``). Encoder, attention and exemplar generator take one loss:
-    ELBO + weighted reconstruction + selection + adversarial (the encoder's z feeds the exemplar generator).
+    (or null slot) nearest to the true face as coarse colour layouts (``model.exemplar_target_size``).
+    Encoder, attention and exemplar generator take one loss: ELBO + weighted reconstruction + selection +
+    adversarial (the encoder's z feeds the exemplar generator).
     The selector's few parameters (region weights, temperature, null score) have their own Adam at
     ``train.select_lr``: at the generator's learning rate they would hardly move within a demo run."""
 

@@ -71,8 +71,9 @@ class ExemplarAttention(nn.Module):
 
     ``scorer="metric+mlp"`` adds an MLP (starting at zero) on comparisons with the query: the absolute
     difference of the thumbnails, the absolute difference and product of learned surroundings features,
-    both positions and the candidate face's features. On the demo data it overfits the training series and
-    ends below the untrained rule (README "Beyond the original"); it is kept for that ablation.
+    both positions and the candidate face's features. With the pixel-MSE selection target it ended below the
+    untrained rule on the demo's validation series; with the colour-layout target it is no better than the
+    metric alone (README "Beyond the original"). Kept for that ablation.
     """
 
     THUMB = 12
