@@ -241,7 +241,9 @@ def test_feature_cache_is_reused_and_keyed_by_weights(data_root, tmp_path):
         model.eval()
         item = ds[0]
         direct = model.backbone_features(item["panels"][None])[0]
-    assert torch.allclose(direct, first.feats[0], atol=1e-5)
+    # batch-of-1 vs batched float32 convolutions: accumulation order differs (measured up to 2e-5 on values up
+    # to 6 after other tests changed the thread settings); wrong features would differ by O(1)
+    assert torch.allclose(direct, first.feats[0], atol=1e-4)
     with torch.no_grad():
         next(model.backbone.net.parameters()).add_(0.01)  # other weights -> other key, recomputed
     other = load_or_compute_features(model, ds, cfg, "test", progress=False)
