@@ -261,3 +261,17 @@ def test_metric_scorer_learns_which_regions_identify_the_character():
     assert before < 0.6, f"the untrained rule (uniform weights) must fall for the shared background: {before:.2f}"
     assert after > 0.9, f"learned region weights must pick the character by its clothes: {before:.2f} -> {after:.2f}"
     assert w[:, 6:, :].mean() > 3 * w[:, :6, :].mean(), "the clothes rows must outweigh the background rows"
+
+
+def test_selector_has_its_own_optimiser_at_select_lr():
+    """train.select_lr must reach the selector (region weights, temperature, null score), and only it: at the
+    generator's rate the 434 selector parameters hardly move within a demo run."""
+    from ssuper_lib.train import OBJECTIVES, _Dist
+
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", ["train.select_lr=0.05", "train.lr=0.001"])
+    model = build_model(cfg.model, cfg.data.panel_size)
+    obj = OBJECTIVES[cfg.model.variant](model, cfg, torch.device("cpu"), None, _Dist(), total_steps=10)
+    selector = {id(p) for p in model.attention.selector_parameters()}
+    assert {id(p) for p in obj.params["selector"]} == selector
+    assert not selector & {id(p) for p in obj.params["generator"]}, "selector parameters must not be in two optimisers"
+    assert obj.opts["selector"].param_groups[0]["lr"] == 0.05 and obj.opts["generator"].param_groups[0]["lr"] == 0.001
