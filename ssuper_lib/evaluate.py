@@ -488,22 +488,31 @@ def score_faces(true_u8: torch.Tensor, gen_u8: torch.Tensor, shuf_u8: torch.Tens
         row.update(ci_fields("gain_psnr", psnr, paired=psnr_shuf))
         row.update(ci_fields("gain_ssim", ssim, paired=ssim_shuf))
         if have_gt:
-            d = psnr - psnr_shuf
-            for tag, sel in (("in_ctx", inctx), ("not_in_ctx", notctx)):
-                row.update(ci_fields(f"gain_psnr_{tag}", d, sel))
-            t = M.subgroup_difference(d[inctx | notctx], inctx[inctx | notctx], ser[inctx | notctx], **bs)
-            row.update({"gain_psnr_in_minus_not": t["mean"], "gain_psnr_in_minus_not_lo": t["lo"],
-                        "gain_psnr_in_minus_not_hi": t["hi"], "gain_psnr_in_minus_not_p": t["p"]})
+            row.update(_subgroup_fields("gain_psnr", psnr - psnr_shuf, inctx, notctx, ser, **bs))
             if correct is not None and "shuffled" in correct:
                 dc = correct["gen"] - correct["shuffled"]
                 row.update(ci_fields("gain_id", dc, known))
-                for tag, sel in (("in_ctx", inctx), ("not_in_ctx", notctx)):
-                    row.update(ci_fields(f"gain_id_{tag}", dc, known & sel))
-                s = known & (inctx | notctx)
-                t = M.subgroup_difference(dc[s], inctx[s], ser[s], **bs)
-                row.update({"gain_id_in_minus_not": t["mean"], "gain_id_in_minus_not_lo": t["lo"],
-                            "gain_id_in_minus_not_hi": t["hi"], "gain_id_in_minus_not_p": t["p"]})
+                row.update(_subgroup_fields("gain_id", dc, inctx, notctx, ser, valid=known, **bs))
     return row, per
+
+
+def _subgroup_fields(key: str, values: np.ndarray, inctx: np.ndarray, notctx: np.ndarray, series: np.ndarray,
+                     valid: np.ndarray | None = None, **bs) -> dict[str, Any]:
+    """``<key>_in_ctx`` / ``<key>_not_in_ctx`` (series-bootstrap summaries of a per-sample gain where the masked
+    character is / is not in the context panels) and ``<key>_in_minus_not`` (their paired difference test,
+    :func:`metrics.subgroup_difference`), over the samples where ``valid`` holds."""
+    valid = np.ones(len(values), dtype=bool) if valid is None else valid
+    out: dict[str, Any] = {}
+    for tag, sel in (("in_ctx", inctx), ("not_in_ctx", notctx)):
+        m = valid & sel
+        s = M.summarize(values[m], clusters=series[m], **bs)
+        out.update({f"{key}_{tag}": s["mean"], f"{key}_{tag}_lo": s["lo"], f"{key}_{tag}_hi": s["hi"],
+                    f"{key}_{tag}_n": s["n"], f"{key}_{tag}_n_series": s["n_series"]})
+    both = valid & (inctx | notctx)
+    t = M.subgroup_difference(values[both], inctx[both], series[both], **bs)
+    out.update({f"{key}_in_minus_not": t["mean"], f"{key}_in_minus_not_lo": t["lo"],
+                f"{key}_in_minus_not_hi": t["hi"], f"{key}_in_minus_not_p": t["p"]})
+    return out
 
 
 def evaluate_run(
@@ -1080,18 +1089,8 @@ def _pooled_subgroups(key: str, pooled: np.ndarray, per, n_boot: int, ci: float,
     test (:func:`metrics.subgroup_difference`), as :func:`score_faces` reports them for one run."""
     flag = per["in_context"].astype(str).str.lower()
     inctx, notctx = (flag == "true").to_numpy(), (flag == "false").to_numpy()
-    ser = per["series"].astype(str).to_numpy()
-    ok = np.isfinite(pooled)
-    out = {}
-    for tag, sel in (("in_ctx", inctx), ("not_in_ctx", notctx)):
-        s = M.summarize(pooled[sel & ok], clusters=ser[sel & ok], n_boot=n_boot, ci=ci, seed=seed)
-        out.update({f"{key}_{tag}": s["mean"], f"{key}_{tag}_lo": s["lo"], f"{key}_{tag}_hi": s["hi"],
-                    f"{key}_{tag}_n": s["n"], f"{key}_{tag}_n_series": s["n_series"]})
-    both = (inctx | notctx) & ok
-    t = M.subgroup_difference(pooled[both], inctx[both], ser[both], n_boot=n_boot, ci=ci, seed=seed)
-    out.update({f"{key}_in_minus_not": t["mean"], f"{key}_in_minus_not_lo": t["lo"],
-                f"{key}_in_minus_not_hi": t["hi"], f"{key}_in_minus_not_p": t["p"]})
-    return out
+    return _subgroup_fields(key, pooled, inctx, notctx, per["series"].astype(str).to_numpy(),
+                            valid=np.isfinite(pooled), n_boot=n_boot, ci=ci, seed=seed)
 
 
 def write_results(rows: Sequence[dict], stats_dir: str | Path = "data_stats", figures_dir: str | Path = "figures",

@@ -238,9 +238,9 @@ def load_or_build_exemplars(data_cfg: DataConfig, samples: Sequence, k_per_panel
     ex.key = key
     if write:
         atomic_torch_save({"cand_face": ex.cand_face, "cand_ctx": ex.cand_ctx, "cand_geo": ex.cand_geo,
-                    "cand_valid": ex.cand_valid, "cand_box": ex.cand_box, "cand_panel": ex.cand_panel,
-                    "query_ctx": ex.query_ctx, "query_geo": ex.query_geo, "keys": ex.keys,
-                    "k_per_panel": ex.k_per_panel}, path)
+                           "cand_valid": ex.cand_valid, "cand_box": ex.cand_box, "cand_panel": ex.cand_panel,
+                           "query_ctx": ex.query_ctx, "query_geo": ex.query_geo, "keys": ex.keys,
+                           "k_per_panel": ex.k_per_panel}, path)
     return ex
 
 

@@ -86,7 +86,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import __version__
 from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, resolve_path, save_config
-from .storage import atomic_torch_save
 from .losses import (
     gan_d_loss,
     gan_g_loss,
@@ -99,6 +98,7 @@ from .losses import (
     wgan_critic_loss,
     wgan_g_loss,
 )
+from .storage import atomic_torch_save
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -315,9 +315,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-_atomic_save = atomic_torch_save  # checkpoints: temporary file, then os.replace
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -977,7 +974,7 @@ def train(
                     "val": dict(val_state),
                 }
                 path = run_dir / "checkpoints" / f"{name}.pt"
-                _atomic_save(payload, path)
+                atomic_torch_save(payload, path)  # temporary file, then os.replace
                 if name == "latest":
                     last_ckpt, last_ckpt_step = path, step
             elif name == "latest":
