@@ -10,6 +10,7 @@ Rows:
 * ``readme``: ``configs/models/bilstm_ssupergan.yaml`` (the original README's SSuperDCGAN: Bi-LSTM) with the
   README's sizes: EfficientNet-B5 fine-tuned end to end on 300x300 panels, batch 2, ``pretrained=false`` (no
   download needed; speed does not depend on it).
+* ``readme_b16``: the same at batch 16 (run by default on CUDA only: batch 2 leaves a GPU mostly idle).
 
 Each row trains on a small synthetic dataset generated into a temporary folder; the first logging window
 (warm-up, allocator growth) is dropped and samples/s is the median over the remaining windows. On a CUDA
@@ -48,6 +49,12 @@ CASES = {
         ["model.backbone=efficientnet-b5", "model.pretrained=false", "model.freeze_backbone=false",
          "data.panel_size=[300,300]", "train.batch_size=2"],
     ),
+    # the README config at a batch that fills a GPU better (run by default on CUDA only)
+    "readme_b16": (
+        "configs/models/bilstm_ssupergan.yaml",
+        ["model.backbone=efficientnet-b5", "model.pretrained=false", "model.freeze_backbone=false",
+         "data.panel_size=[300,300]", "train.batch_size=16"],
+    ),
 }
 
 
@@ -82,11 +89,11 @@ def make_data(root: Path, n_series: int, panels: int) -> Path:
     return root
 
 
-def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: str) -> dict:
+def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: str, workers: int = 2) -> dict:
     config, extra = CASES[case]
     cfg = load_config(config, data_overrides(root) + extra + [
         f"train.max_steps={steps}", f"train.log_every={log_every}", "train.sample_every=0", "train.ckpt_every=0",
-        f"train.out_dir={out}", f"train.device={device}", "data.num_workers=2", "train.num_workers=2", "data.val_series=0",
+        f"train.out_dir={out}", f"train.device={device}", f"data.num_workers={workers}", f"train.num_workers={workers}", "data.val_series=0",
     ])
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -113,6 +120,7 @@ def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: 
         "device": start["device"],
         "amp": start["amp"],
         "threads": torch.get_num_threads(),
+        "workers": workers,
         "steps": steps,
         "samples_per_s": round(sps, 2),
         "s_per_step": round(cfg.train.batch_size / sps, 3),
@@ -128,23 +136,28 @@ def bench(case: str, root: Path, out: Path, steps: int, log_every: int, device: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer steps")
-    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="*", default=None, choices=list(CASES),
+                   help="default: demo and readme, plus readme_b16 on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     args = p.parse_args(argv)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    cases = args.cases or (list(CASES) if device.startswith("cuda") else ["demo", "readme"])
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         root = make_data(Path(tmp) / "synthetic", n_series=4 if args.quick else 6, panels=24 if args.quick else 40)
-        for case in args.cases:
+        for case in cases:
             if case == "demo":
                 steps, every = (40, 10) if args.quick else (120, 20)
             else:
                 steps, every = (4, 1) if args.quick else (6, 1)
-            if device.startswith("cuda") and case == "readme":
+            if device.startswith("cuda") and case.startswith("readme"):
                 steps, every = 60, 10
-            row = bench(case, root, Path(tmp) / "runs", steps, every, device)
+            elif case == "readme_b16":
+                steps, every = 3, 1
+            row = bench(case, root, Path(tmp) / "runs", steps, every, device, args.workers)
             rows.append(row)
             print(f"{case}: {row['samples_per_s']} samples/s ({row['s_per_step']} s/step) on {row['device']}, "
                   f"peak RSS {row['peak_rss_gb']} GiB", flush=True)

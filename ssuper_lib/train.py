@@ -222,6 +222,16 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def _cuda_determinism(deterministic: bool) -> None:
+    """cuDNN autotuning for speed, or (``train.deterministic``) deterministic kernels only: then two runs of
+    a seed, and a resumed run, give the same weights on a GPU too (CPU runs always do)."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype: bf16 where the GPU supports it (``auto``), fp16 on request (GPU only). On CPU only
     an explicit ``bf16`` enables autocast (slower than fp32 on most CPUs; useful to test the AMP path)."""
@@ -300,11 +310,12 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore the RNG streams of a checkpoint (its tensors may have been mapped to a GPU with the checkpoint)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npst = state["numpy"]
     np.random.set_state(
-        ("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
+        ("MT19937", npst["keys"].cpu().numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and "cuda" in state:
@@ -872,7 +883,7 @@ def train(
         device = resolve_device(tc.device, d.local_rank)
         amp_dtype = _amp_dtype(tc.amp, device)
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            _cuda_determinism(tc.deterministic)
 
         # ---- resume point and run directory (rank 0 decides, everyone agrees)
         ckpt_path = find_checkpoint(tc.resume, tc.out_dir, cfg.name) if tc.resume else None
