@@ -214,3 +214,29 @@ def test_fast_decode_and_resize_match_pil(tiny_synthetic, tmp_path):
             face = im.convert("RGB").resize((64, 64), Image.BILINEAR, box=tuple(map(float, s.faces[-1])))
         assert close(((item["face"] + 1) * 127.5).round().to(torch.uint8), face), i
     assert compared > 0
+
+
+def test_simplejpeg_and_torchvision_decoders_give_the_same_samples(tiny_synthetic, tmp_path, monkeypatch):
+    """The loader decodes JPEGs with simplejpeg where it is installed (less per-call overhead than
+    torchvision's decoder; issue 13) and falls back to torchvision: both are libjpeg-turbo with the same DCT and upsampling, so every pixel of every
+    sample is the same either way, and equal to PIL's decode."""
+    import ssuper_lib.data.datasets as D
+    from ssuper_lib.preprocess import run_preprocessing
+
+    assert D._simplejpeg() is not None, "simplejpeg is a dependency of the kit"
+    panel = sorted((tiny_synthetic / "panels").rglob("*.jpg"))[0]
+    fast = D._decode_jpeg_file(panel)
+    with Image.open(panel) as im:
+        ref = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+    assert fast.shape == ref.shape and torch.equal(fast, ref)
+
+    cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
+                     sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
+                     ground_truth_path=None, panel_size=[96, 96])
+    run_preprocessing(cfg, progress=False, write_faces=False)
+    ds = PanelSequenceDataset.from_config(cfg, "all")
+    with_simplejpeg = [ds[i] for i in range(min(8, len(ds)))]
+    monkeypatch.setattr(D, "_simplejpeg", lambda: None)
+    for i, a in enumerate(with_simplejpeg):
+        b = ds[i]
+        assert torch.equal(a["panels"], b["panels"]) and torch.equal(a["face"], b["face"]), i
