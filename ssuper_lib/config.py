@@ -165,7 +165,8 @@ class TrainConfig:
     resume: str | None = None  # run directory or checkpoint to continue from
     num_workers: int = 2  # DataLoader workers per process
     val_every: int = 500  # steps between validation errors on the whole validation split (0 = off)
-    keep_best: bool = True  # keep checkpoints/best.pt: the checkpoint with the lowest validation error
+    keep_best: bool = True  # keep checkpoints/best.pt: the checkpoint with the best validation criterion
+    val_select: str = "mse"  # what best.pt and early stopping minimise: mse (validation error) | context (validation error minus that with shuffled context: the label-free context gain, negated)
     early_stop_patience: int = 0  # stop after this many validations without improvement (0 = off)
     inject_nan_at: int = -1  # testing aid: make the loss non-finite at this step (-1 = never)
 
@@ -215,6 +216,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.recon_loss": ("gaussian_nll", "sse", "l1"),
     "train.gan_loss": ("bce", "hinge"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
+    "train.val_select": ("mse", "context"),
 }
 
 # (min, max) inclusive ranges; None = unbounded on that side.

@@ -76,7 +76,7 @@ from collections import defaultdict, deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -737,6 +737,37 @@ def validation_error(model, val_ds: Dataset, cfg: ExperimentConfig, device: torc
     return total / max(n, 1)
 
 
+class ShuffledContext(Dataset):
+    """``ds`` with the context of each sample taken from a sample of another series (its panels, or their
+    cached features), the masked panel kept: what the model draws without the right context. The partners
+    come from :func:`ssuper_lib.evaluate.derangement_across_groups` (seeded), as in the evaluation."""
+
+    def __init__(self, ds: Dataset, series: Sequence[str], masked_index: int, seed: int = 0):
+        from .evaluate import derangement_across_groups
+
+        self.ds, self.mi = ds, masked_index
+        self.partners = derangement_across_groups(series, seed)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item, other = dict(self.ds[i]), self.ds[int(self.partners[i])]
+        key = "feats" if "feats" in item else "panels"
+        x = other[key].clone()
+        x[self.mi] = item[key][self.mi]
+        item[key] = x
+        return item
+
+
+def _sample_series(ds: Dataset) -> list[str] | None:
+    """The series of each sample of a panel dataset (or of the one a feature dataset wraps); None if unknown."""
+    base = getattr(ds, "base", None)
+    base = ds if base is None else base
+    samples = getattr(base, "samples", None)
+    return [s.series for s in samples] if samples is not None and len(samples) == len(ds) else None
+
+
 class FixedSamples:
     """Fixed latent grid + fixed train/test sequences, used for sample sheets and the fixed-sample error."""
 
@@ -875,8 +906,11 @@ def train(
     """
     from tqdm.auto import tqdm
 
+    from .features import FeatureDataset
     from .models.ssuper import build_model
 
+    if cfg.train.val_select == "context" and cfg.train.val_every <= 0:
+        raise ConfigError("train.val_select=context selects checkpoints at validations: set train.val_every > 0")
     d = _init_distributed(cfg)
     try:
         tc = cfg.train
@@ -904,6 +938,16 @@ def train(
 
         # ---- data
         train_ds, val_ds, data_info = _build_datasets(cfg, model, device, d, progress and d.main)
+        val_eval, val_shuffled = val_ds, None  # what validation reads; the same with shuffled context
+        if isinstance(val_ds, FeatureDataset) and cfg.model.variant in ("ssupervae", "ssupergan"):
+            val_eval = FeatureDataset(val_ds.cached)  # cached features and faces: no panel decoding
+        if val_ds is not None and len(val_ds) and tc.val_every > 0 and cfg.model.variant != "ssuper_exemplar":
+            series = _sample_series(val_ds)
+            if series is not None and len(set(series)) > 1:
+                val_shuffled = ShuffledContext(val_eval, series, _masked_index(cfg), cfg.seed)
+        if tc.val_select == "context" and val_shuffled is None:
+            raise ConfigError("train.val_select=context needs validation (train.val_every > 0) on at least two "
+                              "series (data.val_series >= 2); the exemplar variant has its own selection (use mse)")
         sampler = ResumableSampler(train_ds, d.world_size, d.rank, seed=cfg.seed, shuffle=True)
         drop_last = sampler.num_samples >= tc.batch_size
         steps_per_epoch = sampler.num_samples // tc.batch_size if drop_last else math.ceil(sampler.num_samples / tc.batch_size)
@@ -961,7 +1005,8 @@ def train(
         last_ckpt_step = step if ckpt_path is not None else -1
         val_state: dict[str, Any] = {"best": float("inf"), "best_step": None, "bad": 0}
         if ckpt_path is not None and isinstance(ckpt.get("val"), dict):
-            val_state.update(ckpt["val"])
+            if ckpt.get("config", {}).get("train", {}).get("val_select", "mse") == tc.val_select:
+                val_state.update(ckpt["val"])  # another criterion's best would not compare: start its record afresh
 
         def save_checkpoint(name: str = "latest") -> None:
             nonlocal last_ckpt, last_ckpt_step
@@ -996,16 +1041,21 @@ def train(
             stop = False
             if d.main and val_ds is not None and len(val_ds):
                 model.eval()
-                err = validation_error(model, val_ds, cfg, device)
+                err = validation_error(model, val_eval, cfg, device)
+                record: dict[str, Any] = {"val_mse": err}
+                if val_shuffled is not None:  # label-free context gain: how much worse a wrong context makes it
+                    record["val_mse_shuffled"] = validation_error(model, val_shuffled, cfg, device)
+                    record["val_context_gain"] = record["val_mse_shuffled"] - err
                 model.train()
-                improved = err < val_state["best"]
+                crit = err if tc.val_select == "mse" else -record["val_context_gain"]
+                improved = crit < val_state["best"]
                 if improved:
-                    val_state.update(best=err, best_step=step, bad=0)
+                    val_state.update(best=crit, best_step=step, bad=0)
                 else:
                     val_state["bad"] += 1
-                emit({"kind": "val", "step": step, "val_mse": err, "best_val_mse": val_state["best"],
+                emit({"kind": "val", "step": step, **record, "val_select": tc.val_select, "best_val": val_state["best"],
                       "best_step": val_state["best_step"]})
-                last_eval["val_mse"] = err
+                last_eval.update(record)
                 stop = tc.early_stop_patience > 0 and val_state["bad"] >= tc.early_stop_patience
             if d.active:
                 stop = bool(_broadcast_object(stop, d))
@@ -1068,7 +1118,7 @@ def train(
                     if stop_early:
                         if d.main:
                             emit({"kind": "early_stop", "step": step, "best_step": val_state["best_step"],
-                                  "best_val_mse": val_state["best"]})
+                                  "val_select": tc.val_select, "best_val": val_state["best"]})
                         total_steps = step
                     if step >= total_steps:
                         break
@@ -1087,7 +1137,7 @@ def train(
         evaluate_and_sample()
         if d.main:  # a finished run (max steps or early stop) says so; an interrupted one has no done.json
             (run_dir / "done.json").write_text(json.dumps({"step": step, "best_step": val_state["best_step"],
-                                                           "best_val_mse": val_state["best"]}))
+                                                           "val_select": tc.val_select, "best_val": val_state["best"]}))
         if metrics_file is not None:
             metrics_file.close()
         _maybe_write_hash(model, d, step, run_dir)

@@ -279,6 +279,48 @@ def test_training_reads_validation_never_test_and_keeps_the_best_checkpoint(data
     assert checkpoint_step(res.run_dir) == best["step"] and checkpoint_step(res.run_dir, "latest") == 6
 
 
+def test_shuffled_context_takes_the_context_of_another_series():
+    """The label-free context gain's counterfactual: each sample keeps its masked panel and gets the context
+    panels (here cached features) of a sample of another series."""
+    from ssuper_lib.train import ShuffledContext
+
+    feats = torch.arange(6 * 3 * 2, dtype=torch.float32).view(6, 3, 2)  # (N, S, F), masked panel last
+    ds = [{"feats": feats[i], "face": torch.full((3, 4, 4), float(i))} for i in range(6)]
+    series = ["a", "a", "b", "b", "c", "c"]
+    shuffled = ShuffledContext(ds, series, masked_index=2, seed=0)
+    for i in range(6):
+        j, item = int(shuffled.partners[i]), shuffled[i]
+        assert series[j] != series[i]
+        assert torch.equal(item["feats"][:2], feats[j, :2]) and torch.equal(item["feats"][2], feats[i, 2])
+        assert torch.equal(item["face"], ds[i]["face"]) and torch.equal(ds[i]["feats"], feats[i]), "the original is untouched"
+
+
+def test_checkpoint_selection_on_the_label_free_context_gain(data_root, tmp_path, monkeypatch):
+    """``train.val_select=context``: best.pt (and early stopping) follow the validation context gain (error
+    with shuffled context minus error with the true one), not the validation error. Scripted errors: the
+    error is lowest at step 2, the gain largest at step 4."""
+    import ssuper_lib.train as T
+
+    scripted = {False: iter([0.8, 0.9, 1.0]), True: iter([0.8, 1.1, 1.05])}  # true context, shuffled context
+    monkeypatch.setattr(T, "validation_error",
+                        lambda model, ds, cfg, device, batch_size=64: next(scripted[isinstance(ds, T.ShuffledContext)]))
+    root = tmp_path / "data"  # a copy whose split holds out two validation series (the gain needs a second one)
+    shutil.copytree(data_root, root, ignore=shutil.ignore_patterns("feature_cache"))
+    split = json.loads((root / "split.json").read_text())
+    split["val"], split["train"] = split["val"] + split["train"][-1:], split["train"][:-1]
+    (root / "split.json").write_text(json.dumps(split))
+    cfg = ci_config("ssupergan", root, tmp_path, "train.max_steps=6", "train.val_every=2", "train.ckpt_every=6",
+                    "train.val_select=context")
+    res = train(cfg, progress=False)
+    vals = read_metrics(res.run_dir, kind="val")
+    assert [round(r["val_context_gain"], 6) for r in vals] == [0.0, 0.2, 0.05]
+    ck = torch.load(Path(res.run_dir) / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert ck["step"] == 4, "best.pt is the checkpoint of the largest context gain"
+    with pytest.raises(T.ConfigError, match="val_select=context"):
+        train(ci_config("ssupergan", data_root, tmp_path, "train.max_steps=2", "train.val_select=context",
+                        "train.val_every=0"), progress=False)
+
+
 def test_early_stopping_on_validation(data_root, tmp_path):
     cfg = ci_config("ssupergan", data_root, tmp_path, "train.max_steps=60", "train.val_every=1",
                     "train.early_stop_patience=1", "train.lr=0.003")
