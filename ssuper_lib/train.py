@@ -723,9 +723,13 @@ def reconstruct_batch(model, batch: dict[str, Any], masked_index: int) -> dict[s
 
 
 @torch.no_grad()
-def validation_error(model, val_ds: Dataset, cfg: ExperimentConfig, device: torch.device, batch_size: int = 64) -> float:
-    """Mean squared error per pixel of the evaluated face (G(mu); the refined face for CA) over the validation split."""
-    loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=0)
+def validation_error(model, val_ds: Dataset, cfg: ExperimentConfig, device: torch.device, batch_size: int = 64,
+                     generator: torch.Generator | None = None) -> float:
+    """Mean squared error per pixel of the evaluated face (G(mu); the refined face for CA) over the validation split.
+
+    The loader's iterator draws its base seed from ``generator``, or from the global RNG when None (as every
+    validation always has: the training stream after it depends on that draw)."""
+    loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=0, generator=generator)
     total, n = 0.0, 0
     mi = _masked_index(cfg)
     for batch in loader:
@@ -1044,7 +1048,9 @@ def train(
                 err = validation_error(model, val_eval, cfg, device)
                 record: dict[str, Any] = {"val_mse": err}
                 if val_shuffled is not None:  # label-free context gain: how much worse a wrong context makes it
-                    record["val_mse_shuffled"] = validation_error(model, val_shuffled, cfg, device)
+                    # own generator: this diagnostic pass must not move the training RNG stream
+                    record["val_mse_shuffled"] = validation_error(model, val_shuffled, cfg, device,
+                                                                  generator=torch.Generator())
                     record["val_context_gain"] = record["val_mse_shuffled"] - err
                 model.train()
                 crit = err if tc.val_select == "mse" else -record["val_context_gain"]

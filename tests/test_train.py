@@ -303,12 +303,8 @@ def test_checkpoint_selection_on_the_label_free_context_gain(data_root, tmp_path
 
     scripted = {False: iter([0.8, 0.9, 1.0]), True: iter([0.8, 1.1, 1.05])}  # true context, shuffled context
     monkeypatch.setattr(T, "validation_error",
-                        lambda model, ds, cfg, device, batch_size=64: next(scripted[isinstance(ds, T.ShuffledContext)]))
-    root = tmp_path / "data"  # a copy whose split holds out two validation series (the gain needs a second one)
-    shutil.copytree(data_root, root, ignore=shutil.ignore_patterns("feature_cache"))
-    split = json.loads((root / "split.json").read_text())
-    split["val"], split["train"] = split["val"] + split["train"][-1:], split["train"][:-1]
-    (root / "split.json").write_text(json.dumps(split))
+                        lambda model, ds, cfg, device, batch_size=64, generator=None: next(scripted[isinstance(ds, T.ShuffledContext)]))
+    root = _two_val_series_copy(data_root, tmp_path / "data")
     cfg = ci_config("ssupergan", root, tmp_path, "train.max_steps=6", "train.val_every=2", "train.ckpt_every=6",
                     "train.val_select=context")
     res = train(cfg, progress=False)
@@ -319,6 +315,31 @@ def test_checkpoint_selection_on_the_label_free_context_gain(data_root, tmp_path
     with pytest.raises(T.ConfigError, match="val_select=context"):
         train(ci_config("ssupergan", data_root, tmp_path, "train.max_steps=2", "train.val_select=context",
                         "train.val_every=0"), progress=False)
+
+
+def _two_val_series_copy(data_root: Path, dest: Path) -> Path:
+    """A copy of the data whose split holds out two validation series (the context gain needs a second one)."""
+    shutil.copytree(data_root, dest, ignore=shutil.ignore_patterns("feature_cache"))
+    split = json.loads((dest / "split.json").read_text())
+    split["val"], split["train"] = split["val"] + split["train"][-1:], split["train"][:-1]
+    (dest / "split.json").write_text(json.dumps(split))
+    return dest
+
+
+def test_context_gain_diagnostic_leaves_the_training_stream_alone(data_root, tmp_path, monkeypatch):
+    """The shuffled-context validation pass runs on its own RNG: a run with it ends with the same weights as a
+    run without it (a DataLoader iterator draws its seed from the global RNG unless given a generator)."""
+    import ssuper_lib.train as T
+
+    root = _two_val_series_copy(data_root, tmp_path / "data")
+    extra = ("train.max_steps=6", "train.val_every=2", "train.ckpt_every=6", "train.early_stop_patience=0")
+    with_gain = train(ci_config("ssupergan", root, tmp_path / "a", *extra), progress=False)
+    assert all("val_context_gain" in r for r in read_metrics(with_gain.run_dir, kind="val"))
+    monkeypatch.setattr(T, "_sample_series", lambda ds: None)  # no series known: no shuffled pass
+    without = train(ci_config("ssupergan", root, tmp_path / "b", *extra), progress=False)
+    assert not any("val_context_gain" in r for r in read_metrics(without.run_dir, kind="val"))
+    a, b = (torch.load(r.run_dir / "checkpoints" / "latest.pt", weights_only=True)["models"]["model"] for r in (with_gain, without))
+    assert all(torch.equal(a[k], b[k]) for k in a), "the context-gain pass changed the training run"
 
 
 def test_early_stopping_on_validation(data_root, tmp_path):
