@@ -224,12 +224,13 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 def _cuda_determinism(deterministic: bool) -> None:
     """cuDNN autotuning for speed, or (``train.deterministic``) deterministic kernels only: then two runs of
-    a seed, and a resumed run, give the same weights on a GPU too (CPU runs always do)."""
+    a seed, and a resumed run, give the same weights on a GPU too (CPU runs always do). The deterministic
+    switches are process-wide; they are only ever turned on here, never off behind the user's back."""
     torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
     if deterministic:
+        torch.backends.cudnn.deterministic = True
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -315,7 +316,8 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate((version, tuple(internal), gauss))
     npst = state["numpy"]
     np.random.set_state(
-        ("MT19937", npst["keys"].cpu().numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
+        ("MT19937", npst["keys"].cpu().numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+         npst["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and "cuda" in state:

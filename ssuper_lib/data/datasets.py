@@ -10,10 +10,10 @@ Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, i
   the panel), so its edges are crisp and the filled region is exactly the ``mask`` / ``mask_coords`` region
   (the original masked before a bilinear resize, which blurred the hole edges);
 * any panel size, including non-square (H, W); the face is resized with antialiasing (PIL);
-* decoding is fast: JPEGs decode with torchvision's libjpeg-turbo straight into uint8 tensors (or with PIL's
-  ``Image.draft`` downscaling by 4/8 when the panel is reduced 4x or more); crop + resize is torch's uint8
-  antialiased bilinear kernel (PIL's filter, ~5-10x faster); one uint8 -> float pass per sample. About 3-4x
-  the original's samples/s on the same files (``benchmarks/bench_loader_vs_original.py``);
+* decoding is fast: JPEGs decode with libjpeg-turbo straight into uint8 tensors (simplejpeg, else torchvision;
+  or PIL's ``Image.draft`` downscaling by 4/8 when the panel is reduced 4x or more); crop + resize is torch's
+  uint8 antialiased bilinear kernel (PIL's filter, ~5-10x faster); one uint8 -> float pass per sample. About
+  3x the original's samples/s on the same files (``benchmarks/bench_vs_original.py --parts loader``);
 * a missing or unreadable panel raises :class:`PanelReadError` naming the file and the sample index;
 * colour augmentation is off by default (as in every original run) and seeded by (seed, epoch, index) when
   on (the training loop calls :meth:`PanelSequenceDataset.set_epoch`), so each epoch draws new jitter;
@@ -171,7 +171,7 @@ def _decode_jpeg_file(path: Path) -> torch.Tensor:
             data = f.read()
         try:
             return torch.from_numpy(decode(data, colorspace="RGB")).permute(2, 0, 1)
-        except ValueError:  # what simplejpeg does not decode (e.g. CMYK or lossless JPEG) goes to torchvision
+        except ValueError:  # what simplejpeg refuses (CMYK, lossless, damaged data) goes to torchvision
             if _torchvision_jpeg() is None:
                 raise
     decode_jpeg, read_file, rgb = _torchvision_jpeg()
@@ -289,15 +289,16 @@ class PanelSequenceDataset(Dataset):
         """Decode one panel: (uint8 (3, h, w) tensor, sx, sy, W, H) with (sx, sy) the decoded/original scale.
 
         JPEG goes through libjpeg-turbo straight into a tensor (simplejpeg where installed, else torchvision;
-        the same pixels; about twice as fast as PIL's decode + convert). When the panel is reduced by 4x or more (``need`` <= 0.25), PIL's ``draft``
-        lets the JPEG decoder downscale by 4/8 instead, which is faster still (at 2x the saving in decoding
-        is eaten by PIL's conversions). Other formats use PIL.
+        the same pixels; about twice as fast as PIL's decode + convert). When the panel is reduced by 4x or
+        more (``need`` <= 0.25), PIL's ``draft`` lets the JPEG decoder downscale by 4/8 instead, which is
+        faster still (at 2x the saving in decoding is eaten by PIL's conversions). Other formats use PIL.
         """
         from PIL import Image
 
         path = self.panel_root / rel
         try:
-            if need > 0.25 and path.suffix.lower() in (".jpg", ".jpeg") and (_simplejpeg() or _torchvision_jpeg()) is not None:
+            jpeg_decoder = _simplejpeg() or _torchvision_jpeg()
+            if need > 0.25 and path.suffix.lower() in (".jpg", ".jpeg") and jpeg_decoder is not None:
                 img = _decode_jpeg_file(path)  # (3, H, W), HWC in memory
                 H, W = img.shape[-2:]
                 return img, 1.0, 1.0, W, H
