@@ -168,6 +168,14 @@ def derangement_across_groups(groups: Sequence[str], seed: int = 0) -> np.ndarra
     return partner
 
 
+def swap_context(own: torch.Tensor, other: torch.Tensor, masked_pos: int, dim: int = 0) -> torch.Tensor:
+    """The shuffled-context input: a copy of ``other`` (panels or per-panel features of another sample, the
+    panel axis at ``dim``) holding ``own``'s masked panel. Evaluation and training's validation both use it."""
+    out = other.clone()
+    out.select(dim, masked_pos).copy_(own.select(dim, masked_pos))
+    return out
+
+
 class _PairedSamples(Dataset):
     """Item i: the dataset's sample ``indices[i]`` plus ``panels_shuffled``, the same panels with the context
     panels replaced by those of sample ``partners[i]`` (the masked panel stays)."""
@@ -185,9 +193,7 @@ class _PairedSamples(Dataset):
         item["pos"] = i
         if self.partners is not None and self.load_partners:
             other = self.base[self.indices[self.partners[i]]]["panels"]  # (S, 3, H, W)
-            shuffled = other.clone()
-            shuffled[self.masked_pos] = item["panels"][self.masked_pos]
-            item["panels_shuffled"] = shuffled
+            item["panels_shuffled"] = swap_context(item["panels"], other, self.masked_pos)
         return item
 
 
@@ -610,8 +616,7 @@ def evaluate_run(
         if feats is not None:  # per-panel features: the shuffled context is the partner's, with this masked panel
             f_true = feats[torch.as_tensor(indices[pos])].to(dev)
             if partners is not None:
-                f_shuf = feats[torch.as_tensor(indices[partners[pos]])].to(dev)
-                f_shuf[:, masked_pos] = f_true[:, masked_pos]
+                f_shuf = swap_context(f_true, feats[torch.as_tensor(indices[partners[pos]])].to(dev), masked_pos, dim=1)
         if exemplars is not None:
             from .exemplars import exemplar_fields
 

@@ -746,7 +746,8 @@ def validation_error(model, val_ds: Dataset, cfg: ExperimentConfig, device: torc
 class ShuffledContext(Dataset):
     """``ds`` with the context of each sample taken from a sample of another series (its panels, or their
     cached features), the masked panel kept: what the model draws without the right context. The partners
-    come from :func:`ssuper_lib.evaluate.derangement_across_groups` (seeded), as in the evaluation."""
+    come from :func:`ssuper_lib.evaluate.derangement_across_groups` (seeded) and the swap is
+    :func:`ssuper_lib.evaluate.swap_context`, as in the evaluation."""
 
     def __init__(self, ds: Dataset, series: Sequence[str], masked_index: int, seed: int = 0):
         from .evaluate import derangement_across_groups
@@ -758,11 +759,11 @@ class ShuffledContext(Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        from .evaluate import swap_context
+
         item, other = dict(self.ds[i]), self.ds[int(self.partners[i])]
         key = "feats" if "feats" in item else "panels"
-        x = other[key].clone()
-        x[self.mi] = item[key][self.mi]
-        item[key] = x
+        item[key] = swap_context(item[key], other[key], self.mi)
         return item
 
 
