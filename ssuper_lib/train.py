@@ -941,6 +941,8 @@ def train(
         # ---- seeds, model
         _seed_everything(cfg.seed + d.rank)
         model = build_model(cfg.model, panel_size=tuple(cfg.data.panel_size)).to(device)
+        if tc.channels_last:
+            model.channels_last()
         _broadcast_tensors(list(model.state_dict().values()), d)  # every rank starts from rank 0's weights
 
         # ---- data
@@ -1242,6 +1244,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     build_cfg = dataclasses.replace(cfg.model, pretrained=False)
     model = build_model(build_cfg, panel_size=tuple(cfg.data.panel_size))
     model.load_state_dict(ckpt["models"]["model"])
+    if cfg.train.channels_last:
+        model.channels_last()
     return cfg, model.to(device).eval()
 
 

@@ -250,6 +250,33 @@ def test_feature_cache_is_reused_and_keyed_by_weights(data_root, tmp_path):
     assert other.key != first.key and other.computed
 
 
+@pytest.mark.slow
+def test_feature_cache_computes_each_shared_context_panel_once(data_root, tmp_path):
+    """Windows of a series share context panels: the cache runs the backbone once per distinct context
+    panel plus once per masked panel, and every sample's cached features and face are those of its own
+    per-sample forward (both panel orders)."""
+    from ssuper_lib.data.datasets import PanelSequenceDataset
+    from ssuper_lib.features import compute_features
+    from ssuper_lib.models.ssuper import build_model
+
+    for order in ("masked_first", "chronological"):
+        cfg = ci_config("ssupergan", data_root, tmp_path, f"data.panel_order={order}")
+        ds = PanelSequenceDataset.from_config(cfg.data, split="train")
+        torch.manual_seed(0)
+        model = build_model(cfg.model, panel_size=tuple(cfg.data.panel_size)).eval()
+        seen = []
+        real = model.backbone_features
+        model.backbone_features = lambda p: (seen.append(p.shape[0] * p.shape[1]), real(p))[1]
+        feats, faces = compute_features(model, ds, progress=False)
+        distinct = {(s.panels[j], tuple(s.crops[j])) for s in ds.samples for j in range(2)}
+        assert sum(seen) == len(distinct) + len(ds) < 3 * len(ds)
+        with torch.no_grad():
+            for i in range(len(ds)):
+                item = ds[i]
+                assert torch.equal(faces[i], item["face"])
+                assert torch.allclose(real(item["panels"][None])[0], feats[i], atol=1e-4), (order, i)
+
+
 def test_training_reads_validation_never_test_and_keeps_the_best_checkpoint(data_root, tmp_path, monkeypatch):
     """Issue 10: sample sheets, validation errors, best.pt and early stopping use the validation series only."""
     from ssuper_lib.data import datasets as D

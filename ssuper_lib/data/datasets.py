@@ -372,6 +372,28 @@ class PanelSequenceDataset(Dataset):
         y2 = min(max(math.ceil((fy2 - cy1) * ky), 0), ph)
         return y1, y2, x1, x2
 
+    def _mask(self, panel: torch.Tensor, coords: tuple[int, int, int, int]) -> None:
+        """Fill the face box of a (3, H, W) panel in [-1, 1] in place: ``mask_val`` 1 -> white."""
+        y1, y2, x1, x2 = coords
+        panel[:, y1:y2, x1:x2] = self.mask_val * 2.0 - 1.0
+
+    def context_panel(self, index: int, j: int) -> torch.Tensor:
+        """Context panel ``j`` (chronological, ``j < S - 1``) of sample ``index``: (3, H, W) in [-1, 1], the
+        values ``self[index]`` holds for it without augmentation. Windows of a series share their context
+        panels, so the feature cache computes each (panel, crop) once (:mod:`ssuper_lib.features`)."""
+        sample = self.samples[index]
+        panel, _ = self._load_panel(sample.panels[j], sample.crops[j], index, None)
+        return panel.float().div_(127.5).sub_(1.0)
+
+    def masked_panel(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(masked last panel (3, H, W), face (3, F, F)) of sample ``index`` in [-1, 1], as ``self[index]``
+        without augmentation."""
+        sample = self.samples[index]
+        panel, face = self._load_panel(sample.panels[-1], sample.crops[-1], index, sample.faces[-1])
+        panel = panel.float().div_(127.5).sub_(1.0)
+        self._mask(panel, self.mask_coords(sample))
+        return panel, face.float().div_(127.5).sub_(1.0)
+
     def __getitem__(self, index: int) -> dict:
         if index < 0:
             index += len(self)
@@ -391,7 +413,7 @@ class PanelSequenceDataset(Dataset):
             panels, face_t = _color_jitter(panels, params), _color_jitter(face_t, params)
         y1, y2, x1, x2 = self.mask_coords(sample)
         gt_panel = panels[-1].clone() if self.return_gt_panel else None
-        panels[-1, :, y1:y2, x1:x2] = self.mask_val * 2.0 - 1.0  # fill in [-1, 1] space: 1 -> white
+        self._mask(panels[-1], (y1, y2, x1, x2))
         mask = torch.zeros(1, *self.panel_size, dtype=torch.float32)
         mask[:, y1:y2, x1:x2] = 1.0
         if self.panel_order == "masked_first":
