@@ -826,12 +826,19 @@ def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: i
     saved faces, and return its validation against ground-truth identity accuracy (Spearman rho over the rows)."""
     from .identity import label_free_identity, validate_against_identity
 
+    from .identity import _embed
+
+    true_emb: dict[str, torch.Tensor] = {}  # the rows of a table share their true faces: embed them once
     for r in rows:
         path = r.get("faces_path")
         if not path or not Path(path).is_file():
             continue
         f = torch.load(path, weights_only=True)
-        lf = label_free_identity(f["gen"], f["true"], f["series"], f["true"], f["series"], embedder, k=k, seed=seed)
+        key = hashlib.sha256(f["true"].numpy().tobytes()).hexdigest()
+        if key not in true_emb:
+            true_emb[key] = _embed(embedder, f["true"], 256, None)
+        lf = label_free_identity(f["gen"], f["true"], f["series"], f["true"], f["series"], embedder, k=k, seed=seed,
+                                 true_embeddings=true_emb[key])
         r.update(lf["summary"])
     val = validate_against_identity([r for r in rows if r.get("kind") != "seed run"])
     for r in rows:
@@ -845,7 +852,8 @@ def _training_faces(train_ds, cache_dir: Path) -> torch.Tensor:
     path = Path(cache_dir) / f"train_faces_{h}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    faces = M.to_uint8(torch.stack([train_ds[i]["face"] for i in range(len(train_ds))]))
+    # only the face: the last panel is decoded, not the context panels (``train_ds[i]["face"]`` without augmentation)
+    faces = M.to_uint8(torch.stack([train_ds.masked_panel(i)[1] for i in range(len(train_ds))]))
     atomic_torch_save(faces, path)
     return faces
 

@@ -126,6 +126,7 @@ def label_free_identity(
     seed: int = 0,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    true_embeddings: torch.Tensor | None = None,
 ) -> dict:
     """The label-free identity metric on faces (see the module docstring).
 
@@ -133,11 +134,13 @@ def label_free_identity(
     kit's conventions); ``series``: (N,) series id of each sample; ``candidates``: (M, 3, H, W) faces with their
     ``candidate_series`` (M,) - e.g. the true faces of all test samples; for sample i only those of another series
     are used. ``embedder``: a :class:`~ssuper_lib.models.siamese.SiameseNetwork` (faces converted to its [0, 1]
-    input and size) or any callable ``faces -> (B, D)``. Returns :func:`label_free_identity_from_embeddings`'s dict.
+    input and size) or any callable ``faces -> (B, D)``. ``true_embeddings``: the embedder's output for ``true`` when
+already known (rows of one results table share their true faces). Returns
+:func:`label_free_identity_from_embeddings`'s dict.
     """
     gen_e = _embed(embedder, generated, batch_size, device)
-    true_e = _embed(embedder, true, batch_size, device)
-    cand_e = _embed(embedder, candidates, batch_size, device)
+    true_e = _embed(embedder, true, batch_size, device) if true_embeddings is None else true_embeddings
+    cand_e = true_e if candidates is true else _embed(embedder, candidates, batch_size, device)
     return label_free_identity_from_embeddings(gen_e, true_e, series, cand_e, candidate_series, k=k, seed=seed)
 
 

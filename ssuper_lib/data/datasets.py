@@ -489,9 +489,16 @@ def match_ground_truth(samples: Sequence[SequenceSample], gt_csv: str | Path, io
     from ..detect import box_iou
 
     df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
-    by_panel: dict[str, tuple[np.ndarray, list[str]]] = {}
-    for panel, g in df.groupby("panel", sort=False):
-        by_panel[panel] = (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["character"].tolist())
+    # rows of each panel, in file order (a stable sort instead of a pandas groupby: ~20x faster)
+    panels = df["panel"].to_numpy()
+    boxes_all = df[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+    chars_all = df["character"].to_numpy()
+    order = np.argsort(panels, kind="stable")
+    ps = panels[order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]]) if len(ps) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(ps)]
+    by_panel: dict[str, tuple[np.ndarray, list[str]]] = {
+        ps[a]: (boxes_all[order[a:b]], chars_all[order[a:b]].tolist()) for a, b in zip(starts, ends)}
     out = []
     for s in samples:
         boxes, chars = by_panel.get(s.panels[-1], (np.zeros((0, 4)), []))
