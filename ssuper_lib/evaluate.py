@@ -824,9 +824,7 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
 def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0) -> dict:
     """Add the label-free identity metric (``lf_top1``, ``lf_mrr``, ``lf_verify``, ...) to every row that has
     saved faces, and return its validation against ground-truth identity accuracy (Spearman rho over the rows)."""
-    from .identity import label_free_identity, validate_against_identity
-
-    from .identity import _embed
+    from .identity import _embed, label_free_identity, validate_against_identity
 
     true_emb: dict[str, torch.Tensor] = {}  # the rows of a table share their true faces: embed them once
     for r in rows:

@@ -134,9 +134,9 @@ def label_free_identity(
     kit's conventions); ``series``: (N,) series id of each sample; ``candidates``: (M, 3, H, W) faces with their
     ``candidate_series`` (M,) - e.g. the true faces of all test samples; for sample i only those of another series
     are used. ``embedder``: a :class:`~ssuper_lib.models.siamese.SiameseNetwork` (faces converted to its [0, 1]
-    input and size) or any callable ``faces -> (B, D)``. ``true_embeddings``: the embedder's output for ``true`` when
-already known (rows of one results table share their true faces). Returns
-:func:`label_free_identity_from_embeddings`'s dict.
+    input and size) or any callable ``faces -> (B, D)``. ``true_embeddings``: the embedder's output for ``true``
+    when already known (the rows of one results table share their true faces). Returns
+    :func:`label_free_identity_from_embeddings`'s dict.
     """
     gen_e = _embed(embedder, generated, batch_size, device)
     true_e = _embed(embedder, true, batch_size, device) if true_embeddings is None else true_embeddings
