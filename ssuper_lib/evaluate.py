@@ -824,7 +824,7 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
 def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0) -> dict:
     """Add the label-free identity metric (``lf_top1``, ``lf_mrr``, ``lf_verify``, ...) to every row that has
     saved faces, and return its validation against ground-truth identity accuracy (Spearman rho over the rows)."""
-    from .identity import _embed, label_free_identity, validate_against_identity
+    from .identity import embed, label_free_identity, validate_against_identity
 
     true_emb: dict[str, torch.Tensor] = {}  # the rows of a table share their true faces: embed them once
     for r in rows:
@@ -834,7 +834,7 @@ def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: i
         f = torch.load(path, weights_only=True)
         key = hashlib.sha256(f["true"].numpy().tobytes()).hexdigest()
         if key not in true_emb:
-            true_emb[key] = _embed(embedder, f["true"], 256, None)
+            true_emb[key] = embed(embedder, f["true"])
         lf = label_free_identity(f["gen"], f["true"], f["series"], f["true"], f["series"], embedder, k=k, seed=seed,
                                  true_embeddings=true_emb[key])
         r.update(lf["summary"])

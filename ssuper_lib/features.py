@@ -197,9 +197,9 @@ def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, p
 
     samples = dataset.samples
     n = len(samples)
-    S = len(samples[0].panels) if n else 3
+    S = len(samples[0].panels)  # the caller checked n > 0
     slot: dict[tuple, int] = {}  # (panel, crop) -> distinct context panel
-    where = torch.empty(n, max(S - 1, 0), dtype=torch.long)
+    where = torch.empty(n, S - 1, dtype=torch.long)
     jobs: list[tuple] = []
     for i, smp in enumerate(samples):
         for j in range(S - 1):

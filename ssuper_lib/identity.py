@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "embed",
     "label_free_identity",
     "label_free_identity_from_embeddings",
     "spearman_rho",
@@ -106,7 +107,8 @@ def label_free_identity_from_embeddings(
     return {"per_sample": per, "summary": summary}
 
 
-def _embed(embedder: Embedder, faces: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+def embed(embedder: Embedder, faces: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
+    """(N, D) embeddings of ``faces`` by a :class:`~ssuper_lib.models.siamese.SiameseNetwork` or any callable."""
     from .models.siamese import SiameseNetwork, embed_faces
 
     if isinstance(embedder, SiameseNetwork):
@@ -138,9 +140,9 @@ def label_free_identity(
     when already known (the rows of one results table share their true faces). Returns
     :func:`label_free_identity_from_embeddings`'s dict.
     """
-    gen_e = _embed(embedder, generated, batch_size, device)
-    true_e = _embed(embedder, true, batch_size, device) if true_embeddings is None else true_embeddings
-    cand_e = true_e if candidates is true else _embed(embedder, candidates, batch_size, device)
+    gen_e = embed(embedder, generated, batch_size, device)
+    true_e = embed(embedder, true, batch_size, device) if true_embeddings is None else true_embeddings
+    cand_e = true_e if candidates is true else embed(embedder, candidates, batch_size, device)
     return label_free_identity_from_embeddings(gen_e, true_e, series, cand_e, candidate_series, k=k, seed=seed)
 
 

@@ -299,3 +299,32 @@ def test_cached_siamese_trains_once_and_reloads(tmp_path, one_thread):
     assert torch.allclose(embed_faces(m1, x), embed_faces(m2, x), atol=1e-6)
     cached_siamese(faces, tmp_path, **{**kw, "steps": 4})
     assert len(list(tmp_path.glob("siamese_*.pt"))) == 2  # other settings, other model
+
+
+def test_results_table_embeds_the_shared_true_faces_once(tmp_path):
+    """add_label_free_identity: rows of one table share their true faces; they are embedded once, and every
+    row's metric equals label_free_identity computed on its own."""
+    from ssuper_lib.evaluate import add_label_free_identity
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8, generator=g)
+    series = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    seen = []
+
+    def embedder(x):  # any callable faces -> (B, D); records what it embeds
+        seen.append(len(x))
+        return x.float().flatten(1)[:, :16]
+
+    rows = []
+    for k in range(3):
+        gen = torch.randint(0, 256, true.shape, dtype=torch.uint8, generator=g) if k else true.clone()
+        path = tmp_path / f"faces{k}.pt"
+        torch.save({"gen": gen, "true": true, "series": series}, path)
+        rows.append({"faces_path": str(path), "kind": "model", "id_acc": k / 3})
+    add_label_free_identity(rows, embedder, k=4)
+    assert sum(seen) == len(true) * (1 + len(rows))  # the true faces once, each row's generated faces once
+    for r in rows:
+        f = torch.load(r["faces_path"], weights_only=True)
+        ref = label_free_identity(f["gen"], f["true"], series, f["true"], series, embedder, k=4)["summary"]
+        assert {k: r[k] for k in ref} == ref
+    assert rows[0]["lf_top1"] == 1.0

@@ -372,6 +372,11 @@ class PanelSequenceDataset(Dataset):
         y2 = min(max(math.ceil((fy2 - cy1) * ky), 0), ph)
         return y1, y2, x1, x2
 
+    @staticmethod
+    def _unit(x_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 [0, 255] -> float [-1, 1] (the arithmetic of ``__getitem__``)."""
+        return x_u8.float().div_(127.5).sub_(1.0)
+
     def _mask(self, panel: torch.Tensor, coords: tuple[int, int, int, int]) -> None:
         """Fill the face box of a (3, H, W) panel in [-1, 1] in place: ``mask_val`` 1 -> white."""
         y1, y2, x1, x2 = coords
@@ -383,16 +388,16 @@ class PanelSequenceDataset(Dataset):
         panels, so the feature cache computes each (panel, crop) once (:mod:`ssuper_lib.features`)."""
         sample = self.samples[index]
         panel, _ = self._load_panel(sample.panels[j], sample.crops[j], index, None)
-        return panel.float().div_(127.5).sub_(1.0)
+        return self._unit(panel)
 
     def masked_panel(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(masked last panel (3, H, W), face (3, F, F)) of sample ``index`` in [-1, 1], as ``self[index]``
         without augmentation."""
         sample = self.samples[index]
         panel, face = self._load_panel(sample.panels[-1], sample.crops[-1], index, sample.faces[-1])
-        panel = panel.float().div_(127.5).sub_(1.0)
+        panel = self._unit(panel)
         self._mask(panel, self.mask_coords(sample))
-        return panel, face.float().div_(127.5).sub_(1.0)
+        return panel, self._unit(face)
 
     def __getitem__(self, index: int) -> dict:
         if index < 0:
@@ -406,7 +411,7 @@ class PanelSequenceDataset(Dataset):
             panel, face_u8 = self._load_panel(rel, crop, index, sample.faces[j] if last else None)
             panels[j].copy_(panel)  # (3, H, W) uint8 -> float, one pass
             if last:
-                face_t = face_u8.float().div_(127.5).sub_(1.0)
+                face_t = self._unit(face_u8)
         panels.div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1]
         if self.augment:
             params = _jitter_params(np.random.default_rng([self.seed, self.epoch, index]))
