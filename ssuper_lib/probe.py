@@ -130,7 +130,9 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
                                cache_dir=cache_dir)
         keep = {k: v for k, v in row.items() if k.split("_lo")[0].split("_hi")[0] in
                 ("psnr", "id_acc", "id_acc_shuffled", "gain_id", "gain_psnr")}
-        rows.append({"features": "spatial" if spatial else "pooled", "dims": dims, "lam": float(lam),
+        rows.append({"data": resolve_path(cfg.data.sequence_path).parent.name, "backbone": cfg.model.backbone,
+                     "panel_size": "x".join(map(str, cfg.data.panel_size)),
+                     "features": "spatial" if spatial else "pooled", "dims": dims, "lam": float(lam),
                      "split": split, "n": len(y_ev), "n_series": row["n_series"], **keep})
     return pd.DataFrame(rows)
 
@@ -146,7 +148,7 @@ def _fmt(df: pd.DataFrame) -> str:
     for _, r in df.iterrows():
         ident = "-" if "id_acc" not in r or pd.isna(r.get("id_acc")) else \
             f"{100 * r['id_acc']:.1f} / {100 * r['id_acc_shuffled']:.1f}"
-        lines.append(f"{r['features']:8s} lam {r['lam']:<8g} PSNR {ci(r, 'psnr')}  identity true/shuffled % {ident}  "
+        lines.append(f"{r['panel_size']} {r['features']:8s} lam {r['lam']:<8g} PSNR {ci(r, 'psnr')}  identity true/shuffled % {ident}  "
                      f"identity gain pp {ci(r, 'gain_id', pct=True)}  PSNR gain dB {ci(r, 'gain_psnr')}")
     return "\n".join(lines)
 

@@ -84,6 +84,7 @@ def test_feature_probe_shuffles_the_context_panels_and_keeps_the_masked_one(tiny
     df = P.feature_probe(tiny_cfg, split="test", lams=[1e-2])
     r = df.iloc[0]
     assert r["n"] > 0 and r["n_series"] == 2 and r["features"] == "pooled" and r["dims"] == 3 * 48
+    assert r["panel_size"] == "x".join(map(str, tiny_cfg.data.panel_size))
     assert np.isfinite(r["psnr"]) and r["psnr_lo"] <= r["psnr"] <= r["psnr_hi"]
     assert "gain_id" in r and "id_acc_shuffled" in r
     if slot == "masked":
