@@ -159,6 +159,7 @@ class TrainConfig:
     deterministic: bool = False  # GPU: deterministic kernels (no cuDNN autotuning): bit-reproducible runs and resume, slower
     channels_last: bool = True  # the model's 4-d weights in channels_last (NHWC): faster convolutions on CPU (oneDNN), same results to float rounding
     cache_features: bool = True  # with a frozen backbone, compute panel features once
+    feature_dtype: str = "float32"  # autocast dtype of the frozen backbone while caching features: float32 (exact) | bfloat16 (CPUs with AVX-512 BF16 and GPUs: about 2x faster caching, features within ~5%; its own cache key)
     log_every: int = 50  # steps between metrics.jsonl lines
     sample_every: int = 500  # steps between sample sheets
     ckpt_every: int = 500  # steps between checkpoints
@@ -218,6 +219,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.gan_loss": ("bce", "hinge"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
     "train.val_select": ("mse", "context"),
+    "train.feature_dtype": ("float32", "bfloat16"),
 }
 
 # (min, max) inclusive ranges; None = unbounded on that side.

@@ -26,6 +26,7 @@ The original code had no caching: it fine-tuned the backbone end to end (which r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -148,6 +149,8 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "split": split,
         "samples_sha256": _samples_hash(dataset, cfg),
     }
+    if cfg.train.feature_dtype != "float32":  # float32 keys stay those of the caches written before the option
+        desc["feature_dtype"] = cfg.train.feature_dtype
     key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
     return key, desc
 
@@ -185,7 +188,16 @@ def _shares_panels(dataset: Dataset) -> bool:
 
 
 @torch.no_grad()
-def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, progress: bool):
+def _autocast(device, dtype: str):
+    """The autocast context of the cache computation: none for float32, bf16 autocast otherwise."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    if dtype != "bfloat16":
+        raise ValueError(f"feature dtype: expected float32 or bfloat16, got {dtype!r}")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, progress: bool, dtype: str):
     """``compute_features`` computing each distinct context panel once.
 
     Consecutive windows of a series share their context panels (the window ending at panel 5 reads 3 and 4,
@@ -214,7 +226,8 @@ def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, p
                         num_workers=num_workers, generator=torch.Generator(), collate_fn=_collate_jobs)
     out, faces = [], []
     for batch in tqdm(loader, desc="caching backbone features", disable=not progress, leave=False):
-        out.append(model.backbone_features(batch["panel"].to(device)[:, None])[:, 0].float().cpu())
+        with _autocast(device, dtype):
+            out.append(model.backbone_features(batch["panel"].to(device)[:, None])[:, 0].float().cpu())
         if batch["face"]:
             faces.append(torch.stack(batch["face"]).float())
     per_panel = torch.cat(out)  # (distinct context panels + n, F) or (..., C, h, w)
@@ -238,15 +251,17 @@ def compute_features(
     batch_size: int = 32,
     num_workers: int = 0,
     progress: bool = True,
+    dtype: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``model.backbone_features`` over ``dataset`` in eval mode; returns ``(feats, faces)`` on CPU."""
+    """Run ``model.backbone_features`` over ``dataset`` in eval mode; returns ``(feats, faces)`` on CPU, float32.
+    ``dtype`` ``bfloat16`` runs the backbone under bf16 autocast (``train.feature_dtype``)."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
     if _shares_panels(dataset) and len(dataset):
         try:
-            return _compute_shared(model, dataset, device, batch_size, num_workers, progress)
+            return _compute_shared(model, dataset, device, batch_size, num_workers, progress, dtype)
         finally:
             model.train(was_training)
     # own generator: creating the iterator must not draw from the global RNG (a cache hit and a cache
@@ -256,7 +271,8 @@ def compute_features(
     try:
         for batch in tqdm(loader, desc="caching backbone features", disable=not progress, leave=False):
             panels = batch["panels"].to(device)  # (B, S, 3, H, W)
-            feats.append(model.backbone_features(panels).float().cpu())  # (B, S, F) or (B, S, C, h, w)
+            with _autocast(device, dtype):
+                feats.append(model.backbone_features(panels).float().cpu())  # (B, S, F) or (B, S, C, h, w)
             faces.append(batch["face"].float())  # (B, 3, 64, 64)
     finally:
         model.train(was_training)
@@ -290,7 +306,8 @@ def load_or_compute_features(
             except Exception:  # a truncated or foreign file: recompute below
                 pass
     feats, faces = compute_features(
-        model, dataset, device=device, batch_size=batch_size, num_workers=cfg.data.num_workers, progress=progress
+        model, dataset, device=device, batch_size=batch_size, num_workers=cfg.data.num_workers, progress=progress,
+        dtype=cfg.train.feature_dtype,
     )
     saved_path = None
     if write:

@@ -250,6 +250,33 @@ def test_feature_cache_is_reused_and_keyed_by_weights(data_root, tmp_path):
     assert other.key != first.key and other.computed
 
 
+def test_bfloat16_feature_cache_runs_under_autocast_and_has_its_own_key():
+    """train.feature_dtype=bfloat16 caches the backbone's features under bf16 autocast: close to the float32
+    ones (not equal: the autocast really ran), returned as float32, and keyed apart from them. float32 keeps
+    the keys of the caches written before the option existed."""
+    from ssuper_lib.config import ConfigError, load_config
+    from ssuper_lib.features import compute_features, feature_cache_key
+    from ssuper_lib.models.ssuper import build_model
+
+    f32 = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false"])
+    bf16 = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false", "train.feature_dtype=bfloat16"])
+    with pytest.raises(ConfigError, match="feature_dtype"):
+        load_config("configs/models/ci_plain_ssupergan.yaml", ["train.feature_dtype=float16"])
+    torch.manual_seed(0)
+    model = build_model(f32.model, panel_size=tuple(f32.data.panel_size)).eval()
+    k32, d32 = feature_cache_key(model, list(range(4)), f32, "train")
+    kbf, dbf = feature_cache_key(model, list(range(4)), bf16, "train")
+    assert k32 != kbf and "feature_dtype" not in d32 and dbf["feature_dtype"] == "bfloat16"
+    g = torch.Generator().manual_seed(0)
+    items = [{"panels": torch.rand(3, 3, *f32.data.panel_size, generator=g) * 2 - 1, "face": torch.zeros(3, 64, 64)}
+             for _ in range(4)]
+    a, _ = compute_features(model, items, progress=False)
+    b, _ = compute_features(model, items, progress=False, dtype="bfloat16")
+    assert a.dtype == b.dtype == torch.float32 and a.shape == b.shape
+    rel = ((a - b).norm() / a.norm()).item()
+    assert 0 < rel < 0.1, f"bf16 features differ from float32 by {rel:.4f} (relative)"
+
+
 @pytest.mark.slow
 def test_feature_cache_computes_each_shared_context_panel_once(data_root, tmp_path):
     """Windows of a series share context panels: the cache runs the backbone once per distinct context
