@@ -149,7 +149,7 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "split": split,
         "samples_sha256": _samples_hash(dataset, cfg),
     }
-    if cfg.train.feature_dtype != "float32":  # float32 keys stay those of the caches written before the option
+    if cfg.train.feature_dtype != "float32":  # float32 adds nothing: its features are those of the code before the option
         desc["feature_dtype"] = cfg.train.feature_dtype
     key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
     return key, desc

@@ -252,8 +252,7 @@ def test_feature_cache_is_reused_and_keyed_by_weights(data_root, tmp_path):
 
 def test_bfloat16_feature_cache_runs_under_autocast_and_has_its_own_key():
     """train.feature_dtype=bfloat16 caches the backbone's features under bf16 autocast: close to the float32
-    ones (not equal: the autocast really ran), returned as float32, and keyed apart from them. float32 keeps
-    the keys of the caches written before the option existed."""
+    ones (not equal: the autocast really ran), returned as float32, and keyed apart from them."""
     from ssuper_lib.config import ConfigError, load_config
     from ssuper_lib.features import compute_features, feature_cache_key
     from ssuper_lib.models.ssuper import build_model
