@@ -54,6 +54,7 @@ __all__ = [
     "aggregate_seeds",
     "results_rows",
     "score_faces",
+    "eval_context",
     "results_table",
     "write_results",
     "latest_run",
@@ -402,7 +403,7 @@ def _device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def _eval_context(cfg: ExperimentConfig, split: str, max_samples: int | None, seed: int, context_gain: bool,
+def eval_context(cfg: ExperimentConfig, split: str, max_samples: int | None, seed: int, context_gain: bool,
                   return_gt_panel: bool = True) -> dict[str, Any]:
     """The evaluated samples of ``split``: dataset, indices (seeded subset), series, shuffling partners,
     ground-truth characters and whether the target character is in a context panel (True / False / None =
@@ -570,7 +571,7 @@ def evaluate_run(
     cache_dir = Path(cache_dir) if cache_dir is not None else data_root / "eval_cache"
     step = checkpoint_step(run_dir, cfg.eval.checkpoint)
 
-    ctx = _eval_context(cfg, split, max_samples, seed, context_gain)
+    ctx = eval_context(cfg, split, max_samples, seed, context_gain)
     ds, indices, series, partners = ctx["ds"], ctx["indices"], ctx["series"], ctx["partners"]
     masked_pos = -1 if cfg.data.panel_order == "chronological" else 0
     exemplars = None
@@ -746,7 +747,7 @@ def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0
         max_samples = ecfg.max_samples if ecfg.max_samples >= 0 else None
     data_root = resolve_path(cfg.data.sequence_path).parent
     cache_dir = Path(cache_dir) if cache_dir is not None else data_root / "eval_cache"
-    ctx = _eval_context(cfg, split, max_samples, seed, context_gain, return_gt_panel=False)
+    ctx = eval_context(cfg, split, max_samples, seed, context_gain, return_gt_panel=False)
     ds, indices, series, partners = ctx["ds"], ctx["indices"], ctx["series"], ctx["partners"]
     ex_all = load_or_build_exemplars(cfg.data, ds.samples, k_per_panel, cfg.model.exemplar_ctx_size)
     ex = ex_all.subset(indices)

@@ -187,7 +187,6 @@ def _shares_panels(dataset: Dataset) -> bool:
             and hasattr(dataset, "samples") and not getattr(dataset, "augment", True))
 
 
-@torch.no_grad()
 def _autocast(device, dtype: str):
     """The autocast context of the cache computation: none for float32, bf16 autocast otherwise."""
     if dtype == "float32":
@@ -197,6 +196,7 @@ def _autocast(device, dtype: str):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+@torch.no_grad()
 def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, progress: bool, dtype: str):
     """``compute_features`` computing each distinct context panel once.
 

@@ -106,7 +106,7 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
         raise ValueError("feature_probe reads frozen backbone features: the config has model.freeze_backbone: false")
     dev = torch.device(device)
     ds_tr, f_tr, y_tr = _features(cfg, "train", spatial, dev)
-    ctx = E._eval_context(cfg, split, None, seed, True, return_gt_panel=False)
+    ctx = E.eval_context(cfg, split, None, seed, True, return_gt_panel=False)
     if ctx["partners"] is None:
         raise ValueError(f"feature_probe: {ctx['gain_reason']}")
     _, f_ev, y_ev = _features(cfg, split, spatial, dev)
