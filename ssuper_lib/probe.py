@@ -9,8 +9,9 @@ decoder of those features, fitted in closed form on the training split. Its face
 evaluation's own code (:func:`ssuper_lib.evaluate.score_faces`): PSNR, identity accuracy with the true and with
 shuffled context (the context panels of another series, the masked panel kept), series-bootstrap intervals.
 
-If the readout gains no identity from context either, the features are the limit and no recipe after them
-will fix it (README, "Ablation of the faithful demo"). Run it on the validation split: it is a diagnostic.
+If the readout gains little identity from context too, the features are the likely limit: a model trained
+after them would have to beat their best linear decoder by a wide margin (README, "What the frozen features can
+carry"). Choose penalties on the validation split: it is a diagnostic.
 
     python -m ssuper_lib.probe configs/models/demo_plain_ssupervae.yaml [--split val] [--spatial]
                                [--lams 100 1000 10000] [--out data_stats/feature_probe.csv]
@@ -28,7 +29,6 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -79,15 +79,11 @@ def _dual_predict(xn: torch.Tensor, mu, sd, xs, alpha, ym) -> torch.Tensor:
     return (k @ alpha + ym).float()
 
 
-def _features(cfg, split: str, spatial: bool, device) -> tuple:
+def _features(cfg, model, split: str, spatial: bool, device) -> tuple:
     """(dataset, features (N, S, ...) float, true faces (N, 3, F, F)) of ``split`` from the frozen backbone."""
     from .data.datasets import PanelSequenceDataset
     from .features import load_or_compute_features
-    from .models import build_model
 
-    if spatial:  # the maps the ConvLSTM reads
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, spatial_features=True, seq_encoder="convlstm"))
-    model = build_model(cfg.model, cfg.data.panel_size).to(device).eval()
     ds = PanelSequenceDataset.from_config(cfg.data, split=split, augment=False)
     cached = load_or_compute_features(model, ds, cfg, split, device, progress=False, write=not spatial)
     return ds, cached.feats.float(), cached.faces.float()
@@ -104,15 +100,19 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
 
     if not cfg.model.freeze_backbone:
         raise ValueError("feature_probe reads frozen backbone features: the config has model.freeze_backbone: false")
+    from .models import build_model
+
     dev = torch.device(device)
-    ds_tr, f_tr, y_tr = _features(cfg, "train", spatial, dev)
+    if spatial:  # the maps the ConvLSTM reads
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, spatial_features=True, seq_encoder="convlstm"))
+    model = build_model(cfg.model, cfg.data.panel_size).to(dev).eval()
+    ds_tr, f_tr, y_tr = _features(cfg, model, "train", spatial, dev)
     ctx = E.eval_context(cfg, split, None, seed, True, return_gt_panel=False)
     if ctx["partners"] is None:
         raise ValueError(f"feature_probe: {ctx['gain_reason']}")
-    _, f_ev, y_ev = _features(cfg, split, spatial, dev)
+    _, f_ev, y_ev = _features(cfg, model, split, spatial, dev)
     masked = 0 if ds_tr.panel_order == "masked_first" else f_ev.shape[1] - 1
-    f_sh = f_ev[ctx["partners"]].clone()
-    f_sh[:, masked] = f_ev[:, masked]  # the partner's context panels, this sample's masked panel
+    f_sh = E.swap_context(f_ev, f_ev[ctx["partners"]], masked, dim=1)  # the partner's context, this masked panel
     true_u8 = M.to_uint8(y_ev)
     cache_dir = resolve_path(cfg.data.sequence_path).parent / "eval_cache"  # the evaluation's identity classifiers
     rows = []

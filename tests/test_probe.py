@@ -72,7 +72,7 @@ def test_feature_probe_shuffles_the_context_panels_and_keeps_the_masked_one(tiny
     the masked panel) must change nothing."""
     from ssuper_lib.data.datasets import PanelSequenceDataset
 
-    def fake_features(cfg, split, spatial, device):
+    def fake_features(cfg, model, split, spatial, device):
         ds = PanelSequenceDataset.from_config(cfg.data, split=split, augment=False)
         faces = torch.stack([ds.masked_panel(i)[1] for i in range(len(ds))])
         feats = torch.zeros(len(ds), 3, 48)
