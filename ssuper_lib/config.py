@@ -92,6 +92,7 @@ class ModelConfig:
     backbone: str = "efficientnet-b5"  # efficientnet-b0..b7 | efficientnet-lite0
     pretrained: Union[bool, str] = True  # true | false | path to a weights file
     freeze_backbone: bool = False  # keep the backbone fixed (enables feature caching)
+    train_top_stages: int = 0  # with freeze_backbone: the last N stages of MBConv blocks and the head conv still train (the original trains all); the frozen layers' output is cached
     backbone_dropout: float = 0.4  # dropout before the embedding Linear
     embed_dim: int = 256  # panel embedding size E
     spatial_features: bool = False  # backbone returns feature maps (ConvLSTM)
@@ -236,6 +237,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.backbone_dropout": (0.0, 1.0),
     "model.convlstm_dropout": (0.0, 1.0),
     "model.embed_dim": (1, None),
+    "model.train_top_stages": (0, None),
     "model.latent_dim": (1, None),
     "model.lstm_hidden": (1, None),
     "model.lstm_layers": (1, None),

@@ -12,7 +12,8 @@ The cache file is keyed by everything that determines its content, so a stale ca
 
 * backbone name, ``spatial_features`` and a SHA-256 of the feature extractor's weights (this identifies
   pretrained vs random initialisation and any weights file exactly, whatever its path; the trained
-  embedding head after it is left out, so runs and their evaluations share one cache);
+  embedding head after it is left out, so runs and their evaluations share one cache); with
+  ``model.train_top_stages`` the cache holds the frozen layers' output map, and only their weights count;
 * panel size, face size, mask value and panel order;
 * the samples of the split (their panels and boxes) and the split name;
 * the code version (this module's cache version, the library version and the source of the backbone
@@ -138,9 +139,10 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "code": _source_hash(backbone_module, datasets_module, compute_features),
         "backbone": cfg.model.backbone,
         "spatial_features": cfg.model.spatial_features,
-        # the feature extractor only (``net``): the embedding head after it is trained, and must not make every
-        # run (and every evaluation of a trained run) recompute the same frozen features
-        "weights_sha256": weights_fingerprint(getattr(backbone, "net", backbone)),
+        # the frozen feature extractor only (``net``, or its frozen layers under model.train_top_stages): the
+        # layers after it are trained, and must not make every run (and every evaluation of a trained run)
+        # recompute the same frozen features
+        "weights_sha256": weights_fingerprint(backbone.frozen_part() if hasattr(backbone, "frozen_part") else backbone),
         "panel_size": list(cfg.data.panel_size),
         "face_size": cfg.data.face_size,
         "mask_val": cfg.data.mask_val,
@@ -149,6 +151,8 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "split": split,
         "samples_sha256": _samples_hash(dataset, cfg),
     }
+    if getattr(cfg.model, "train_top_stages", 0):  # the cache holds the frozen layers' maps, the top trains
+        desc["train_top_stages"] = cfg.model.train_top_stages
     if cfg.train.feature_dtype != "float32":  # float32 adds nothing: its features are those of the code before the option
         desc["feature_dtype"] = cfg.train.feature_dtype
     key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]

@@ -100,6 +100,8 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
 
     if not cfg.model.freeze_backbone:
         raise ValueError("feature_probe reads frozen backbone features: the config has model.freeze_backbone: false")
+    if cfg.model.train_top_stages:
+        raise ValueError("feature_probe reads the fully frozen features: set model.train_top_stages=0")
     from .models import build_model
 
     dev = torch.device(device)

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from ssuper_lib.config import REPO_ROOT, ModelConfig, load_config
 from ssuper_lib.models import build_model, kl_normal, parameter_table, reparameterize
 from ssuper_lib.models.attention import ContextualAttention, FineGenerator, GlobalCritic, LocalCritic
-from ssuper_lib.models.backbone import WEIGHTS_ENV, PanelEmbedder, build_efficientnet, resolve_backbone_weights, weights_filename
+from ssuper_lib.models.backbone import (WEIGHTS_ENV, PanelEmbedder, build_efficientnet, resolve_backbone_weights, stage_starts,
+                                         weights_filename)
 from ssuper_lib.models.discriminator import GlobalDiscriminator, LocalDiscriminator, crop_faces, paste_faces
 from ssuper_lib.models.generator import DCGANGenerator, IntroVAEDecoder
 from ssuper_lib.models.sequence import ConvLSTMCell, LSTMSequenceEncoder
@@ -226,6 +227,62 @@ def test_frozen_backbone_gets_no_gradient_and_stays_eval():
     out.sum().backward()
     assert all(p.grad is None for p in emb.net.parameters())
     assert emb.head.fc.weight.grad is not None
+
+
+@pytest.mark.parametrize("stages,split", [(1, 15), (2, 11), (3, 8)])
+def test_train_top_stages_splits_the_network_exactly(stages, split):
+    """train_top_stages: frozen layers' maps (what the cache stores) then the trainable top give the full
+    network's features exactly; only the top gets gradient; the frozen layers stay in eval mode (their BN
+    statistics never move) while the top trains."""
+    torch.manual_seed(0)
+    # Lite0's ImageNet weights (offline): activations of a realistic size (a random init gives ~1e-13)
+    full = PanelEmbedder("efficientnet-lite0", 16, 0.0, pretrained=True, freeze=True, panel_size=(64, 64)).eval()
+    top = PanelEmbedder("efficientnet-lite0", 16, 0.0, pretrained=False, freeze=True, panel_size=(64, 64),
+                        train_top_stages=stages)
+    top.load_state_dict(full.state_dict())
+    assert top.split == split
+    panels = torch.rand(2, 3, 3, 64, 64) * 2 - 1
+    top.eval()
+    with torch.no_grad():
+        maps = top.backbone_features(panels)
+        assert maps.dim() == 5 and maps.shape[:2] == (2, 3)  # (B, S, C, h', w'): below the head
+        want = full.backbone_features(panels)  # (B, S, F) pooled over the whole network
+        got = F.adaptive_avg_pool2d(top._top(maps.flatten(0, 1)), 1).flatten(1).view_as(want)
+        assert want.abs().max() > 1e-3
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+        torch.testing.assert_close(top.forward_head(maps), full(panels), rtol=1e-4, atol=1e-4 * full(panels).abs().max().item())
+    top.train()
+    bn_trunk = top.net._blocks[split - 1]._bn2.running_mean.clone()
+    bn_top = top.net._bn1.running_mean.clone()
+    top.forward_head(top.backbone_features(panels)).pow(2).sum().backward()
+    assert not maps.requires_grad and top.net._bn0.training is False and top.net._blocks[split - 1].training is False
+    assert top.net._blocks[split].training and top.net._conv_head.weight.requires_grad
+    assert all(p.grad is None for m in top.frozen_part() for p in m.parameters())
+    assert all(p.grad is not None for m in top.net._blocks[split:] for p in m.parameters())
+    assert top.net._conv_head.weight.grad is not None and top.head.fc.weight.grad is not None
+    assert torch.equal(top.net._blocks[split - 1]._bn2.running_mean, bn_trunk)
+    assert not torch.equal(top.net._bn1.running_mean, bn_top)  # the top's BN trains, as the original's
+
+
+def test_stage_starts_of_efficientnets():
+    assert stage_starts(build_efficientnet("efficientnet-b0", (64, 64))) == [0, 1, 3, 5, 8, 11, 15]
+    b5 = stage_starts(build_efficientnet("efficientnet-b5", (64, 64)))
+    assert len(b5) == 7 and b5[0] == 0 and b5[-1] == 36  # B5: 39 blocks, its last stage 3 blocks
+
+
+def test_train_top_stages_config_checks_and_parameter_table():
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        PanelEmbedder("efficientnet-lite0", 16, pretrained=False, freeze=False, panel_size=(64, 64), train_top_stages=1)
+    with pytest.raises(ValueError, match="7 stages"):
+        PanelEmbedder("efficientnet-lite0", 16, pretrained=False, freeze=True, panel_size=(64, 64), train_top_stages=8)
+    cfg = load_config(CONFIG_DIR / "demo_plain_ssupergan.yaml").model
+    frozen = parameter_table(cfg, (160, 160)).set_index("part")
+    top = parameter_table(dataclasses.replace(cfg, train_top_stages=2), (160, 160)).set_index("part")
+    assert (frozen["params"] == top["params"]).all()  # the same architecture
+    assert frozen.loc["backbone", "trainable"] == 0
+    emb = PanelEmbedder("efficientnet-lite0", 16, pretrained=False, freeze=True, panel_size=(64, 64), train_top_stages=2)
+    expect = sum(p.numel() for m in [*emb.net._blocks[11:], emb.net._conv_head, emb.net._bn1] for p in m.parameters())
+    assert top.loc["backbone", "trainable"] == expect > 0
 
 
 # ------------------------------------------------------------------------------------------- paste

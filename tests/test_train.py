@@ -276,6 +276,32 @@ def test_bfloat16_feature_cache_runs_under_autocast_and_has_its_own_key():
     assert 0 < rel < 0.1, f"bf16 features differ from float32 by {rel:.4f} (relative)"
 
 
+def test_train_top_stages_cache_key_follows_the_frozen_layers_only():
+    """With model.train_top_stages the cache holds the frozen layers' maps: training the top must not change the
+    key (the run's own evaluation reuses the cache), a change in the frozen layers must, and so must the option."""
+    from ssuper_lib.config import load_config
+    from ssuper_lib.features import feature_cache_key
+    from ssuper_lib.models.ssuper import build_model
+
+    base = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false", "model.freeze_backbone=true"])
+    top = load_config("configs/models/ci_plain_ssupergan.yaml",
+                      ["model.pretrained=false", "model.freeze_backbone=true", "model.train_top_stages=2"])
+    torch.manual_seed(0)
+    model = build_model(top.model, panel_size=tuple(top.data.panel_size))
+    k0, desc = feature_cache_key(model, list(range(4)), top, "train")
+    assert desc["train_top_stages"] == 2
+    kb, _ = feature_cache_key(build_model(base.model, panel_size=tuple(base.data.panel_size)), list(range(4)), base, "train")
+    assert kb != k0
+    net = model.backbone.net
+    with torch.no_grad():
+        net._conv_head.weight.add_(0.01)  # a trained top: same frozen maps, same key
+        net._blocks[-1]._project_conv.weight.add_(0.01)
+    assert feature_cache_key(model, list(range(4)), top, "train")[0] == k0
+    with torch.no_grad():
+        net._blocks[model.backbone.split - 1]._project_conv.weight.add_(0.01)  # a frozen layer: other maps
+    assert feature_cache_key(model, list(range(4)), top, "train")[0] != k0
+
+
 @pytest.mark.slow
 def test_feature_cache_computes_each_shared_context_panel_once(data_root, tmp_path):
     """Windows of a series share context panels: the cache runs the backbone once per distinct context

@@ -30,6 +30,10 @@ Differences from the original code:
   checkpoints and ImageNet weights load unchanged.
 * **Freezing** (``freeze=True``) keeps the EfficientNet in eval mode with no gradient, so its pooled
   features are deterministic and can be cached once (``backbone_features``) while the head trains.
+* **Training the top stages only** (``train_top_stages=N`` with ``freeze=True``): the last N stages of
+  MBConv blocks and the head convolution train (the original trains every layer); the layers below stay
+  frozen in eval mode, and their output map is what ``backbone_features`` returns and the feature cache
+  stores, so a step runs only the top of the network. The architecture and parameter count do not change.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ __all__ = [
     "load_backbone_weights",
     "weights_filename",
     "feature_map_size",
+    "stage_starts",
     "WEIGHTS_ENV",
 ]
 
@@ -211,6 +216,18 @@ def feature_map_size(net: nn.Module, panel_size: tuple[int, int]) -> tuple[int, 
     return h, w
 
 
+def stage_starts(net: nn.Module) -> list[int]:
+    """Index of the first MBConv block of each stage of an EfficientNet (a stage starts where the block changes
+    the channel count or the resolution): Lite0 and B0 -> [0, 1, 3, 5, 8, 11, 15]."""
+    starts = []
+    for i, block in enumerate(net._blocks):
+        args = block._block_args
+        stride = args.stride if isinstance(args.stride, int) else args.stride[0]
+        if i == 0 or args.input_filters != args.output_filters or stride != 1:
+            starts.append(i)
+    return starts
+
+
 class PanelEmbedder(nn.Module):
     """EfficientNet features of every panel, then the original's head (dropout -> Linear, no activation).
 
@@ -224,6 +241,9 @@ class PanelEmbedder(nn.Module):
         spatial: return feature maps (B, S, C, h, w) instead of pooled (B, S, C); the head is then only a
             dropout (the ConvLSTM reads the maps).
         panel_size: (H, W) used for static "same" padding and :attr:`feature_hw`.
+        train_top_stages: with ``freeze``, the last N stages of MBConv blocks and the head convolution still
+            train; :meth:`backbone_features` then returns the frozen layers' output map (B, S, C, h', w') and
+            :meth:`forward_head` runs the trainable top on it. 0: everything frozen.
 
     State-dict names: ``net.*`` (EfficientNet without its classifier), ``head.fc.*``.
     """
@@ -237,12 +257,21 @@ class PanelEmbedder(nn.Module):
         freeze: bool = False,
         spatial: bool = False,
         panel_size: tuple[int, int] = (300, 300),
+        train_top_stages: int = 0,
     ):
         super().__init__()
         self.name = name
         self.spatial = bool(spatial)
         self.frozen = bool(freeze)
         self.net = use_fast_kernels(build_efficientnet(name, panel_size)).to(memory_format=torch.channels_last)
+        starts = stage_starts(self.net)
+        self.top_stages = int(train_top_stages)
+        if not 0 <= self.top_stages <= len(starts):
+            raise ValueError(f"model.train_top_stages: {name} has {len(starts)} stages of MBConv blocks, got {self.top_stages}")
+        if self.top_stages and not self.frozen:
+            raise ValueError("model.train_top_stages: needs model.freeze_backbone: true (without it every layer trains)")
+        # first trainable block; everything before it is the frozen, cacheable trunk
+        self.split = starts[-self.top_stages] if self.top_stages else len(self.net._blocks)
         # The classifier is replaced by our head; drop it so it neither trains nor sits in checkpoints.
         self.net._fc = nn.Identity()
         self.net._dropout = nn.Identity()
@@ -271,18 +300,47 @@ class PanelEmbedder(nn.Module):
         if self.weights_path is not None:
             load_backbone_weights(self.net, self.weights_path)
         if self.frozen:
-            for p in self.net.parameters():
+            for p in self.frozen_part().parameters():
                 p.requires_grad_(False)
-            self.net.eval()
+            self.frozen_part().eval()
+
+    def frozen_part(self) -> nn.Module:
+        """The frozen layers (the whole EfficientNet unless ``train_top_stages``): what the feature cache holds the
+        output of, and what its key fingerprints."""
+        if not self.top_stages:
+            return self.net
+        net = self.net
+        return nn.ModuleList([net._conv_stem, net._bn0, *net._blocks[: self.split]])
 
     def train(self, mode: bool = True) -> "PanelEmbedder":
         super().train(mode)
         if self.frozen:
-            self.net.eval()  # frozen: BN statistics and drop-connect never change
+            self.frozen_part().eval()  # frozen: BN statistics and drop-connect never change
         return self
 
+    def _drop_rate(self, idx: int) -> float:
+        """Drop-connect rate of block ``idx``, scaled by depth as in ``extract_features``."""
+        rate = self.net._global_params.drop_connect_rate
+        return rate * float(idx) / len(self.net._blocks) if rate else rate
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and the frozen blocks: ``extract_features`` up to block ``split``."""
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for idx in range(self.split):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop_rate(idx))
+        return x
+
+    def _top(self, x: torch.Tensor) -> torch.Tensor:
+        """The trainable blocks and the head convolution: the rest of ``extract_features``."""
+        net = self.net
+        for idx in range(self.split, len(net._blocks)):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop_rate(idx))
+        return net._swish(net._bn1(net._conv_head(x)))
+
     def backbone_features(self, panels: torch.Tensor) -> torch.Tensor:
-        """EfficientNet output before the head: (B, S, F) pooled or (B, S, F, h, w) spatial.
+        """EfficientNet output before the head: (B, S, F) pooled or (B, S, F, h, w) spatial; with
+        ``train_top_stages`` the frozen layers' output map (B, S, C, h', w') (:meth:`forward_head` runs the rest).
 
         ``panels``: (B, S, 3, H, W) in [-1, 1]. With ``freeze`` this runs without autograd.
         """
@@ -292,14 +350,23 @@ class PanelEmbedder(nn.Module):
         x = panels.reshape(B * S, *panels.shape[2:])  # (B*S, 3, H, W)
         x = (x * self.in_scale + self.in_shift).contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            fmap = self.net.extract_features(x)  # (B*S, F, h, w)
-            if self.spatial:
-                return fmap.reshape(B, S, *fmap.shape[1:])  # (B, S, F, h, w)
-            pooled = F.adaptive_avg_pool2d(fmap, 1).flatten(1)  # (B*S, F)
-        return pooled.reshape(B, S, -1)  # (B, S, F)
+            if self.top_stages:
+                maps = self._trunk(x)  # (B*S, C, h', w')
+                return maps.reshape(B, S, *maps.shape[1:])
+            return self._pool(self.net.extract_features(x), B, S)  # extract_features: (B*S, F, h, w)
+
+    def _pool(self, fmap: torch.Tensor, B: int, S: int) -> torch.Tensor:
+        if self.spatial:
+            return fmap.reshape(B, S, *fmap.shape[1:])  # (B, S, F, h, w)
+        return F.adaptive_avg_pool2d(fmap, 1).flatten(1).reshape(B, S, -1)  # (B, S, F)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        """Head on pre-head features: (B, S, F) -> (B, S, E); spatial maps pass through a dropout."""
+        """Head on :meth:`backbone_features`' output: (B, S, F) -> (B, S, E); spatial maps pass through a dropout.
+        With ``train_top_stages`` the trainable top of the EfficientNet runs first."""
+        if self.top_stages:
+            B, S = feats.shape[:2]
+            x = feats.reshape(B * S, *feats.shape[2:]).contiguous(memory_format=torch.channels_last)
+            feats = self._pool(self._top(x), B, S)
         return self.head(feats)
 
     def forward(self, panels: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,8 @@ class SSuperModel(nn.Module):
             raise ValueError(f"model.spatial_features: feature maps are read only by seq_encoder=convlstm, not {cfg.seq_encoder!r}")
         dropout = cfg.convlstm_dropout if spatial else cfg.backbone_dropout  # maps: no dropout unless configured
         self.backbone = PanelEmbedder(
-            cfg.backbone, cfg.embed_dim, dropout, cfg.pretrained, cfg.freeze_backbone, spatial, self.panel_size
+            cfg.backbone, cfg.embed_dim, dropout, cfg.pretrained, cfg.freeze_backbone, spatial, self.panel_size,
+            cfg.train_top_stages,
         )
         E = self.backbone.embed_dim
         if cfg.seq_encoder == "plain":
@@ -295,8 +296,8 @@ def parameter_table(cfg: ModelConfig, panel_size: Iterable[int] = (300, 300), na
     rows = []
     for part, module in model.parts().items():
         n = count_parameters(module)
-        frozen = part == "backbone" and cfg.freeze_backbone
-        rows.append({"part": part, "module": type(module).__name__, "params": n, "trainable": 0 if frozen else n})
+        rows.append({"part": part, "module": type(module).__name__, "params": n,
+                     "trainable": count_parameters(module, trainable_only=True)})
     rows.append({"part": "total", "module": type(model).__name__, "params": sum(r["params"] for r in rows),
                  "trainable": sum(r["trainable"] for r in rows)})
     df = pd.DataFrame(rows)
