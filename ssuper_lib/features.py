@@ -151,7 +151,7 @@ def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentC
         "split": split,
         "samples_sha256": _samples_hash(dataset, cfg),
     }
-    if getattr(cfg.model, "train_top_stages", 0):  # the cache holds the frozen layers' maps, the top trains
+    if cfg.model.train_top_stages:  # the cache holds the frozen layers' maps, the top trains
         desc["train_top_stages"] = cfg.model.train_top_stages
     if cfg.train.feature_dtype != "float32":  # float32 adds nothing: its features are those of the code before the option
         desc["feature_dtype"] = cfg.train.feature_dtype

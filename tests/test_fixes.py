@@ -188,14 +188,8 @@ def test_backbone_input_normalisation(name, imagenet):
     from ssuper_lib.models.backbone import IMAGENET_MEAN, IMAGENET_STD, PanelEmbedder
 
     emb = PanelEmbedder(name, 8, 0.0, pretrained=False, freeze=True, panel_size=(64, 64))
-    seen = []
-    inner = emb.net.extract_features
-
-    def spy(x):
-        seen.append(x.detach().clone())
-        return inner(x)
-
-    emb.net.extract_features = spy
+    seen = []  # what the network's first layer receives
+    emb.net._conv_stem.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
     panels = torch.rand(2, 3, 3, 64, 64) * 2 - 1
     emb.backbone_features(panels)
     x = panels.reshape(6, 3, 64, 64)

@@ -324,7 +324,8 @@ class PanelEmbedder(nn.Module):
         return rate * float(idx) / len(self.net._blocks) if rate else rate
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Stem and the frozen blocks: ``extract_features`` up to block ``split``."""
+        """Stem and the frozen blocks: ``extract_features`` up to block ``split`` (``_top(_trunk(x))`` is
+        ``extract_features(x)``, bit for bit, also in training mode)."""
         net = self.net
         x = net._swish(net._bn0(net._conv_stem(x)))
         for idx in range(self.split):
@@ -350,10 +351,10 @@ class PanelEmbedder(nn.Module):
         x = panels.reshape(B * S, *panels.shape[2:])  # (B*S, 3, H, W)
         x = (x * self.in_scale + self.in_shift).contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            maps = self._trunk(x)  # (B*S, C, h', w'); without train_top_stages every block has run
             if self.top_stages:
-                maps = self._trunk(x)  # (B*S, C, h', w')
                 return maps.reshape(B, S, *maps.shape[1:])
-            return self._pool(self.net.extract_features(x), B, S)  # extract_features: (B*S, F, h, w)
+            return self._pool(self._top(maps), B, S)  # _top: the head conv only, (B*S, F, h, w)
 
     def _pool(self, fmap: torch.Tensor, B: int, S: int) -> torch.Tensor:
         if self.spatial:
