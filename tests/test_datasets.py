@@ -235,8 +235,102 @@ def test_simplejpeg_and_torchvision_decoders_give_the_same_samples(tiny_syntheti
                      ground_truth_path=None, panel_size=[96, 96])
     run_preprocessing(cfg, progress=False, write_faces=False)
     ds = PanelSequenceDataset.from_config(cfg, "all")
+    monkeypatch.setattr(D, "_roi_decoder", lambda: None)  # whole panels: the decoders under test
     with_simplejpeg = [ds[i] for i in range(min(8, len(ds)))]
     monkeypatch.setattr(D, "_simplejpeg", lambda: None)
     for i, a in enumerate(with_simplejpeg):
         b = ds[i]
         assert torch.equal(a["panels"], b["panels"]) and torch.equal(a["face"], b["face"]), i
+
+
+def _jpeg_variants() -> dict[str, bytes]:
+    """One picture saved the ways panels come: baseline 4:2:0 (the synthetic set's), 4:4:4, 4:2:2,
+    progressive, grayscale, and a size that is no multiple of the 16-pixel iMCU."""
+    import io
+
+    img = _smooth_image(333, 517, 7)
+    arr = np.array(img)
+    arr[100:140, 50:300] = (250, 20, 20)  # sharp colour edges, where chroma upsampling matters
+    arr[300:305, :] = 0
+    img = Image.fromarray(arr)
+    out = {}
+    for name, im, kw in [("baseline 4:2:0", img, dict(quality=85)), ("4:4:4", img, dict(quality=95, subsampling=0)),
+                         ("4:2:2", img, dict(quality=90, subsampling=1)),
+                         ("progressive", img, dict(quality=80, progressive=True)),
+                         ("grayscale", img.convert("L"), dict(quality=85)),
+                         ("iMCU-aligned size", img.crop((0, 0, 320, 480)), dict(quality=85))]:
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", **kw)
+        out[name] = buf.getvalue()
+    return out
+
+
+def test_rectangle_decoder_gives_the_whole_decode_pixels():
+    """Issue 13: the loader decodes only the rectangle of a panel that its crop needs (``_jpeg_roi.c``:
+    rows above it skipped, decoding stopped below it, iMCU columns outside it not transformed). Every pixel
+    of the (rounded) box inside the image equals the whole-image decode's, for baseline, progressive,
+    4:4:4 / 4:2:2 / 4:2:0 and grayscale files, boxes anywhere, also reaching outside the image; where a box
+    crosses an image edge, the decoded part ends there too (so the crop's black padding is unchanged).
+    Without the one-pixel margin the first column of a column-cropped 4:2:0 decode differs (fancy
+    upsampling has no left neighbour there)."""
+    import simplejpeg
+
+    import ssuper_lib.data.datasets as D
+
+    if D._roi_decoder() is None:
+        pytest.skip("the rectangle decoder was not built here (no C compiler or libjpeg-turbo headers at install)")
+    rng = np.random.default_rng(0)
+    checked = 0
+    for name, data in _jpeg_variants().items():
+        full = torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB")).permute(2, 0, 1)
+        H, W = full.shape[-2:]
+        for _ in range(60):
+            x1, x2 = sorted(rng.uniform(-40, W + 40, 2))
+            y1, y2 = sorted(rng.uniform(-40, H + 40, 2))
+            box = (x1, y1, x2 + 1, y2 + 1)
+            part, x0, y0, pw, ph = D._decode_jpeg_rect(data, box)
+            assert (pw, ph) == (W, H)
+            bx1, by1, bx2, by2 = (int(round(v)) for v in box)
+            ix1, iy1, ix2, iy2 = max(bx1, 0), max(by1, 0), min(bx2, W), min(by2, H)
+            if ix2 <= ix1 or iy2 <= iy1:
+                continue
+            h, w = part.shape[-2:]
+            assert x0 <= ix1 and y0 <= iy1 and x0 + w >= ix2 and y0 + h >= iy2, (name, box)
+            if bx1 < 0:
+                assert x0 == 0, (name, box)
+            if by1 < 0:
+                assert y0 == 0, (name, box)
+            if bx2 > W:
+                assert x0 + w == W, (name, box)
+            if by2 > H:
+                assert y0 + h == H, (name, box)
+            got = part[:, iy1 - y0 : iy2 - y0, ix1 - x0 : ix2 - x0]
+            assert torch.equal(got, full[:, iy1:iy2, ix1:ix2]), (name, box)
+            checked += 1
+    assert checked > 250
+    assert D._decode_jpeg_rect(b"garbage", (0, 0, 10, 10)) is None  # refused: the caller decodes whole panels
+    assert D._decode_jpeg_rect(_jpeg_variants()["baseline 4:2:0"][:3000], (0, 0, 300, 500)) is None  # truncated
+
+
+def test_rectangle_decoding_gives_the_same_samples(tiny_synthetic, tmp_path, monkeypatch):
+    """Samples (panels, face, mask, unmasked panel) are the same, pixel for pixel, whether the loader decodes
+    the crop's rectangle or whole panels, at the README's 300x300 and at a non-square size."""
+    import ssuper_lib.data.datasets as D
+    from ssuper_lib.preprocess import run_preprocessing
+
+    if D._roi_decoder() is None:
+        pytest.skip("the rectangle decoder was not built here (no C compiler or libjpeg-turbo headers at install)")
+    cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
+                     sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
+                     ground_truth_path=None, panel_size=[300, 300])
+    run_preprocessing(cfg, progress=False, write_faces=False)
+    for size in ((300, 300), (128, 96)):
+        ds = PanelSequenceDataset.from_config(cfg, "all", panel_size=size, return_gt_panel=True)
+        idx = range(0, len(ds), max(1, len(ds) // 12))
+        rect = [ds[i] for i in idx]
+        with monkeypatch.context() as m:
+            m.setattr(D, "_roi_decoder", lambda: None)
+            whole = [ds[i] for i in idx]
+        for a, b in zip(rect, whole):
+            for k in ("panels", "face", "mask", "gt_panel"):
+                assert torch.equal(a[k], b[k]), (size, a["index"], k)

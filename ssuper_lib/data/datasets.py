@@ -162,6 +162,40 @@ def _simplejpeg():
     return simplejpeg.decode_jpeg
 
 
+@functools.lru_cache(maxsize=1)
+def _roi_decoder():
+    """The kit's rectangle decoder ``decode_roi`` (``_jpeg_roi.c``, libjpeg-turbo; built at install where a C
+    compiler and libjpeg-turbo's headers are there), or None: then whole panels are decoded (same pixels)."""
+    try:
+        from . import _jpeg_roi
+    except ImportError:
+        return None
+    return _jpeg_roi.decode_roi
+
+
+def _decode_jpeg_rect(data: bytes, box: Sequence[float]) -> tuple[torch.Tensor, int, int, int, int] | None:
+    """The part of a JPEG that ``box`` = (x1, y1, x2, y2) (image pixels, may reach outside) needs, decoded by
+    ``decode_roi``: (uint8 (3, h, w) RGB tensor, HWC in memory, x0, y0, W, H) with (x0, y0) its top-left
+    pixel in the image and (W, H) the image size; every pixel of the box inside the image is there, exactly as
+    a whole-image decode gives it, and the part's edges lie on the image's edges wherever the box crosses
+    them. None without the decoder or when libjpeg-turbo refuses the data (CMYK, damaged, truncated).
+
+    (Decoding to RGBX, the layout torch's uint8 resize runs fastest in, made whole samples ~4% slower.)"""
+    decode = _roi_decoder()
+    if decode is None:
+        return None
+    # one pixel beyond the rounded box on each side: the decoder's first column (fancy upsampling without a
+    # left neighbour) is never read
+    x1, y1 = math.floor(box[0]) - 1, math.floor(box[1]) - 1
+    x2, y2 = math.ceil(box[2]) + 1, math.ceil(box[3]) + 1
+    try:
+        buf, x0, y0, w, h, W, H = decode(data, x1, y1, x2, y2)
+    except ValueError:
+        return None
+    img = torch.frombuffer(buf, dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
+    return img, x0, y0, W, H
+
+
 def _decode_jpeg_file(path: Path) -> torch.Tensor:
     """A JPEG file -> uint8 (3, H, W) RGB tensor (HWC in memory): simplejpeg, else torchvision. (Decoding to
     RGBX, the layout torch's uint8 resize works in, made resizes ~15% faster but whole samples ~9% slower.)"""
@@ -285,13 +319,19 @@ class PanelSequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _decode(self, rel: str, index: int, need: float) -> tuple[torch.Tensor, float, float, int, int]:
-        """Decode one panel: (uint8 (3, h, w) tensor, sx, sy, W, H) with (sx, sy) the decoded/original scale.
+    def _decode(self, rel: str, index: int, need: float, box: Sequence[float]
+                ) -> tuple[torch.Tensor, float, float, int, int, int, int]:
+        """Decode what ``box`` (x1, y1, x2, y2, panel pixels) needs of one panel: (uint8 (3, h, w) tensor,
+        x0, y0, sx, sy, dw, dh): (x0, y0) is the tensor's top-left in
+        decoded pixels, (sx, sy) the decoded/original scale, (dw, dh) the decoded panel's size. Where the box
+        crosses the panel's edges, the tensor's edges are the panel's.
 
-        JPEG goes through libjpeg-turbo straight into a tensor (simplejpeg where installed, else torchvision;
-        the same pixels; about twice as fast as PIL's decode + convert). When the panel is reduced by 4x or
-        more (``need`` <= 0.25), PIL's ``draft`` lets the JPEG decoder downscale by 4/8 instead, which is
-        faster still (at 2x the saving in decoding is eaten by PIL's conversions). Other formats use PIL.
+        JPEG goes through libjpeg-turbo straight into a tensor: only the rectangle the crop needs
+        (:func:`_decode_jpeg_rect`) where the kit's decoder is built, else the whole panel (simplejpeg where
+        installed, else torchvision); the same pixels every way, about twice as fast as PIL's decode + convert.
+        When the panel is reduced by 4x or more (``need`` <= 0.25), PIL's ``draft`` lets the JPEG decoder
+        downscale by 4/8 instead, which is faster still (at 2x the saving in decoding is eaten by PIL's
+        conversions). Other formats use PIL.
         """
         from PIL import Image
 
@@ -299,25 +339,32 @@ class PanelSequenceDataset(Dataset):
         try:
             jpeg_decoder = _simplejpeg() or _torchvision_jpeg()
             if need > 0.25 and path.suffix.lower() in (".jpg", ".jpeg") and jpeg_decoder is not None:
+                if _roi_decoder() is not None:
+                    with open(path, "rb") as f:
+                        part = _decode_jpeg_rect(f.read(), box)
+                    if part is not None:
+                        img, x0, y0, W, H = part
+                        return img, x0, y0, 1.0, 1.0, W, H
                 img = _decode_jpeg_file(path)  # (3, H, W), HWC in memory
-                H, W = img.shape[-2:]
-                return img, 1.0, 1.0, W, H
+                return img, 0, 0, 1.0, 1.0, img.shape[-1], img.shape[-2]
             with Image.open(path) as im:
                 W, H = im.size
                 if im.format == "JPEG" and need <= 0.25:
                     im.draft("RGB", (math.ceil(W * need), math.ceil(H * need)))
                 im = im.convert("RGB")
             img = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)  # (3, h, w)
-            return img, im.size[0] / W, im.size[1] / H, W, H
+            return img, 0, 0, im.size[0] / W, im.size[1] / H, im.size[0], im.size[1]
         except FileNotFoundError:
             raise PanelReadError(f"sample {index}: panel {path} does not exist (listed in the sequence file)") from None
         except Exception as exc:  # noqa: BLE001
             raise PanelReadError(f"sample {index}: cannot read panel {path}: {exc}") from exc
 
     @staticmethod
-    def _resize_box(img: torch.Tensor, box: Sequence[float], size: tuple[int, int]) -> torch.Tensor:
-        """Crop ``box`` = (x1, y1, x2, y2) (decoded pixels, rounded; outside the image reads as black, as PIL's
-        crop) from uint8 (3, h, w) and resize to ``size`` = (H, W): bilinear with antialiasing, in uint8.
+    def _resize_box(img: torch.Tensor, box: Sequence[float], size: tuple[int, int],
+                    origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """Crop ``box`` = (x1, y1, x2, y2) (decoded pixels, rounded; outside ``img`` reads as black, as PIL's
+        crop) from uint8 (3, h, w) whose top-left pixel is ``origin`` = (x0, y0), and resize to ``size`` =
+        (H, W): bilinear with antialiasing, in uint8.
 
         torch's uint8 antialiased bilinear kernel is a port of PIL's ``resize(BILINEAR)`` (same filter,
         same rounding) and runs ~5-10x faster on a (3, h, w) tensor with HWC memory layout.
@@ -325,8 +372,9 @@ class PanelSequenceDataset(Dataset):
         import torch.nn.functional as F
 
         h, w = img.shape[-2:]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = (int(round(v)) for v in box)  # rounded in panel pixels, then moved to img's
         x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        x1, x2, y1, y2 = x1 - origin[0], x2 - origin[0], y1 - origin[1], y2 - origin[1]
         if x1 >= 0 and y1 >= 0 and x2 <= w and y2 <= h:
             part = img[:, y1:y2, x1:x2]
         else:
@@ -351,13 +399,16 @@ class PanelSequenceDataset(Dataset):
         need = max(pw / cw, ph / ch)
         if face is not None:
             need = max(need, self.face_size / max(1.0, min(face[2] - face[0], face[3] - face[1])))
-        img, sx, sy, W, H = self._decode(rel, index, need)
-        panel = self._resize_box(img, (cx1 * sx, cy1 * sy, cx2 * sx, cy2 * sy), (ph, pw))
+        box = (cx1, cy1, cx2, cy2)
+        if face is not None:  # the face lies in the crop, but nothing relies on it
+            box = (min(cx1, face[0]), min(cy1, face[1]), max(cx2, face[2]), max(cy2, face[3]))
+        img, x0, y0, sx, sy, dw, dh = self._decode(rel, index, need, box)
+        panel = self._resize_box(img, (cx1 * sx, cy1 * sy, cx2 * sx, cy2 * sy), (ph, pw), (x0, y0))
         face_t = None
         if face is not None:
             fx1, fy1 = max(0.0, face[0] * sx), max(0.0, face[1] * sy)
-            fx2, fy2 = min(img.shape[-1], face[2] * sx), min(img.shape[-2], face[3] * sy)
-            face_t = self._resize_box(img, (fx1, fy1, fx2, fy2), (self.face_size, self.face_size))
+            fx2, fy2 = min(dw, face[2] * sx), min(dh, face[3] * sy)
+            face_t = self._resize_box(img, (fx1, fy1, fx2, fy2), (self.face_size, self.face_size), (x0, y0))
         return panel, face_t
 
     def mask_coords(self, sample: SequenceSample) -> tuple[int, int, int, int]:
