@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lab bench venv clean-demo check-reverts
 
-$(STAMP): pyproject.toml setup.py ssuper_lib/data/_jpeg_roi.c
+$(STAMP): pyproject.toml setup.py ssuper_lib/data/_native.c
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)

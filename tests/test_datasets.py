@@ -266,7 +266,7 @@ def _jpeg_variants() -> dict[str, bytes]:
 
 
 def test_rectangle_decoder_gives_the_whole_decode_pixels():
-    """Issue 13: the loader decodes only the rectangle of a panel that its crop needs (``_jpeg_roi.c``:
+    """Issue 13: the loader decodes only the rectangle of a panel that its crop needs (``_native.c``:
     rows above it skipped, decoding stopped below it, iMCU columns outside it not transformed). Every pixel
     of the (rounded) box inside the image equals the whole-image decode's, for baseline, progressive,
     4:4:4 / 4:2:2 / 4:2:0 and grayscale files, boxes anywhere, also reaching outside the image; where a box
@@ -278,7 +278,7 @@ def test_rectangle_decoder_gives_the_whole_decode_pixels():
     import ssuper_lib.data.datasets as D
 
     if D._roi_decoder() is None:
-        pytest.skip("the rectangle decoder was not built here (no C compiler or libjpeg-turbo headers at install)")
+        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
     rng = np.random.default_rng(0)
     checked = 0
     for name, data in _jpeg_variants().items():
@@ -312,14 +312,34 @@ def test_rectangle_decoder_gives_the_whole_decode_pixels():
     assert D._decode_jpeg_rect(_jpeg_variants()["baseline 4:2:0"][:3000], (0, 0, 300, 500)) is None  # truncated
 
 
-def test_rectangle_decoding_gives_the_same_samples(tiny_synthetic, tmp_path, monkeypatch):
-    """Samples (panels, face, mask, unmasked panel) are the same, pixel for pixel, whether the loader decodes
-    the crop's rectangle or whole panels, at the README's 300x300 and at a non-square size."""
+def test_unit_conversion_in_c_gives_torchs_values():
+    """The C conversion of resized uint8 panels (HWC memory) to float CHW planes in [-1, 1] gives exactly
+    torch's ``x.float().div_(127.5).sub_(1.0)``, for every byte value and odd sizes; tensors it cannot take
+    (not HWC-contiguous) go through torch."""
+    import ssuper_lib.data.datasets as D
+
+    if D._unit_converter() is None:
+        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
+    g = torch.Generator().manual_seed(0)
+    every = torch.arange(256, dtype=torch.uint8).repeat(3 * 7 * 37 // 256 + 1)[: 3 * 7 * 37]
+    for hwc in (every.view(7, 37, 3), torch.randint(0, 256, (300, 300, 3), generator=g, dtype=torch.uint8),
+                torch.randint(0, 256, (1, 5, 3), generator=g, dtype=torch.uint8)):
+        src = hwc.permute(2, 0, 1)  # (3, H, W) with HWC memory, as the resize leaves it
+        ref = src.float().div_(127.5).sub_(1.0)
+        got = D._to_unit(src)
+        assert got.is_contiguous() and torch.equal(got, ref)
+    chw = torch.randint(0, 256, (3, 9, 11), generator=g, dtype=torch.uint8)  # CHW memory: torch's path
+    assert torch.equal(D._to_unit(chw), chw.float().div_(127.5).sub_(1.0))
+
+
+def test_native_loader_gives_the_same_samples(tiny_synthetic, tmp_path, monkeypatch):
+    """Samples (panels, face, mask, unmasked panel) are the same, value for value, whether the loader uses its
+    C helpers (rectangle decoding, conversion) or not, at the README's 300x300 and at a non-square size."""
     import ssuper_lib.data.datasets as D
     from ssuper_lib.preprocess import run_preprocessing
 
-    if D._roi_decoder() is None:
-        pytest.skip("the rectangle decoder was not built here (no C compiler or libjpeg-turbo headers at install)")
+    if D._native() is None:
+        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
     cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
                      sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
                      ground_truth_path=None, panel_size=[300, 300])
@@ -327,10 +347,10 @@ def test_rectangle_decoding_gives_the_same_samples(tiny_synthetic, tmp_path, mon
     for size in ((300, 300), (128, 96)):
         ds = PanelSequenceDataset.from_config(cfg, "all", panel_size=size, return_gt_panel=True)
         idx = range(0, len(ds), max(1, len(ds) // 12))
-        rect = [ds[i] for i in idx]
+        native = [ds[i] for i in idx]
         with monkeypatch.context() as m:
-            m.setattr(D, "_roi_decoder", lambda: None)
-            whole = [ds[i] for i in idx]
-        for a, b in zip(rect, whole):
+            m.setattr(D, "_native", lambda: None)
+            python = [ds[i] for i in idx]
+        for a, b in zip(native, python):
             for k in ("panels", "face", "mask", "gt_panel"):
                 assert torch.equal(a[k], b[k]), (size, a["index"], k)
