@@ -354,3 +354,28 @@ def test_native_loader_gives_the_same_samples(tiny_synthetic, tmp_path, monkeypa
         for a, b in zip(native, python):
             for k in ("panels", "face", "mask", "gt_panel"):
                 assert torch.equal(a[k], b[k]), (size, a["index"], k)
+
+
+def test_loaded_panels_do_not_alias_the_decode_buffer(tiny_synthetic, tmp_path):
+    """The rectangle decoder reuses one buffer per thread; what ``_load_panel`` returns must not be a view of
+    it, also when the crop needs no resize (crop size == panel size), or the next panel would overwrite it."""
+    import ssuper_lib.data.datasets as D
+    from ssuper_lib.preprocess import run_preprocessing
+
+    if D._roi_decoder() is None:
+        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
+    cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
+                     sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
+                     ground_truth_path=None, panel_size=[300, 300])
+    run_preprocessing(cfg, progress=False, write_faces=False)
+    samples = read_sequences(tmp_path / "sequences.json")
+    s = samples[0]
+    x1, y1, x2, y2 = s.crops[0]
+    ds = PanelSequenceDataset(tiny_synthetic / "panels", samples, panel_size=(y2 - y1, x2 - x1))
+    biggest = max((tiny_synthetic / "panels").rglob("*.jpg"), key=lambda p: np.prod(Image.open(p).size))
+    D._decode_jpeg_rect(biggest.read_bytes(), (0, 0, 10**5, 10**5))  # the buffer is large enough for all below
+    first, _ = ds._load_panel(s.panels[0], s.crops[0], 0, None)  # no resize: a crop of the decoded part
+    kept = first.clone()
+    for j, other in enumerate(samples[1:6]):  # other panels decode into the same buffer
+        ds._load_panel(other.panels[-1], other.crops[-1], j + 1, other.faces[-1])
+    assert torch.equal(first, kept)

@@ -46,7 +46,13 @@ static void roi_emit_message(j_common_ptr cinfo, int level) {
 static PyObject *decode_roi(PyObject *self, PyObject *args) {
     Py_buffer data;
     int x1, y1, x2, y2;
-    if (!PyArg_ParseTuple(args, "y*iiii", &data, &x1, &y1, &x2, &y2)) return NULL;
+    PyObject *scratch = Py_None;
+    if (!PyArg_ParseTuple(args, "y*iiii|O", &data, &x1, &y1, &x2, &y2, &scratch)) return NULL;
+    if (scratch != Py_None && !PyByteArray_Check(scratch)) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_TypeError, "decode_roi: scratch must be a bytearray or None");
+        return NULL;
+    }
     struct jpeg_decompress_struct cinfo;
     roi_error err;
     PyObject *volatile out = NULL;
@@ -84,7 +90,13 @@ static PyObject *decode_roi(PyObject *self, PyObject *args) {
     if (xoff > 0 || width < (JDIMENSION)W) jpeg_crop_scanline(&cinfo, &xoff, &width); /* widens to iMCUs */
     const int rows = y2 - y1;
     const size_t stride = (size_t)width * 3;
-    out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(stride * (size_t)rows));
+    const size_t need = stride * (size_t)rows;
+    if (scratch != Py_None && (size_t)PyByteArray_GET_SIZE(scratch) >= need) { /* reuse: no page faults */
+        Py_INCREF(scratch);
+        out = scratch;
+    } else {
+        out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)need);
+    }
     if (out == NULL) {
         jpeg_destroy_decompress(&cinfo);
         PyBuffer_Release(&data);
@@ -137,11 +149,13 @@ static PyObject *hwc_to_unit_chw(PyObject *self, PyObject *args) {
 
 static PyMethodDef native_methods[] = {
     {"decode_roi", decode_roi, METH_VARARGS,
-     "decode_roi(data, x1, y1, x2, y2) -> (buffer, x0, y0, width, height, W, H)\n\n"
+     "decode_roi(data, x1, y1, x2, y2, scratch=None) -> (buffer, x0, y0, width, height, W, H)\n\n"
      "Decode the rectangle [x1, x2) x [y1, y2) (clamped to the image; the whole image when nothing of it\n"
-     "is inside) of the JPEG bytes ``data``. ``buffer`` holds ``height`` rows of ``width`` RGB pixels\n"
-     "starting at image pixel (x0, y0): x0 <= x1 and width >= x2 - x0, widened to the\n"
-     "JPEG's iMCU columns. (W, H) is the image size. ValueError on anything libjpeg-turbo reports."},
+     "is inside) of the JPEG bytes ``data``. ``buffer`` starts with ``height`` rows of ``width`` RGB pixels\n"
+     "from image pixel (x0, y0): x0 <= x1 and width >= x2 - x0, widened to the JPEG's iMCU columns; it is\n"
+     "the bytearray ``scratch`` when that is large enough (reused: freshly allocated megabytes cost page\n"
+     "faults on every call), else a new bytearray. (W, H) is the image size. ValueError on anything\n"
+     "libjpeg-turbo reports."},
     {"hwc_to_unit_chw", hwc_to_unit_chw, METH_VARARGS,
      "hwc_to_unit_chw(src, dst) -> None\n\n"
      "``src``: n RGB pixels, uint8, HWC order (C-contiguous); ``dst``: writable C-contiguous float32 of 3 * n,\n"

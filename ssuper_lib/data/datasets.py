@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -202,6 +203,9 @@ def _to_unit(src: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     return out.copy_(src).div_(127.5).sub_(1.0)
 
 
+_scratch = threading.local()  # per thread: the decode buffer decode_roi reuses
+
+
 def _decode_jpeg_rect(data: bytes, box: Sequence[float]) -> tuple[torch.Tensor, int, int, int, int] | None:
     """The part of a JPEG that ``box`` = (x1, y1, x2, y2) (image pixels, may reach outside) needs, decoded by
     ``decode_roi``: (uint8 (3, h, w) RGB tensor, HWC in memory, x0, y0, W, H) with (x0, y0) its top-left
@@ -209,7 +213,10 @@ def _decode_jpeg_rect(data: bytes, box: Sequence[float]) -> tuple[torch.Tensor, 
     a whole-image decode gives it, and the part's edges lie on the image's edges wherever the box crosses
     them. None without the decoder or when libjpeg-turbo refuses the data (CMYK, damaged, truncated).
 
-    (Decoding to RGBX, the layout torch's uint8 resize runs fastest in, made whole samples ~4% slower.)"""
+    The tensor is a view of this thread's decode buffer, which the next call overwrites: copy out of it
+    before decoding again (``_load_panel`` does). A fresh buffer per panel cost ~200 page faults per sample
+    and ate most of the gain. (Decoding to RGBX, the layout torch's uint8 resize runs fastest in, made whole
+    samples ~4% slower.)"""
     decode = _roi_decoder()
     if decode is None:
         return None
@@ -218,10 +225,11 @@ def _decode_jpeg_rect(data: bytes, box: Sequence[float]) -> tuple[torch.Tensor, 
     x1, y1 = math.floor(box[0]) - 1, math.floor(box[1]) - 1
     x2, y2 = math.ceil(box[2]) + 1, math.ceil(box[3]) + 1
     try:
-        buf, x0, y0, w, h, W, H = decode(data, x1, y1, x2, y2)
+        buf, x0, y0, w, h, W, H = decode(data, x1, y1, x2, y2, getattr(_scratch, "buf", None))
     except ValueError:
         return None
-    img = torch.frombuffer(buf, dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
+    _scratch.buf = buf
+    img = torch.frombuffer(buf, dtype=torch.uint8, count=h * w * 3).view(h, w, 3).permute(2, 0, 1)
     return img, x0, y0, W, H
 
 
@@ -412,7 +420,7 @@ class PanelSequenceDataset(Dataset):
             if ix2 > ix1 and iy2 > iy1:
                 part[:, iy1 - y1 : iy2 - y1, ix1 - x1 : ix2 - x1] = img[:, iy1:iy2, ix1:ix2]
         if tuple(part.shape[-2:]) == tuple(size):
-            return part
+            return part.clone()  # never a view of the decode buffer, which the next panel overwrites
         part = part[None].contiguous(memory_format=torch.channels_last)  # (1, 3, h', w'), HWC: the fast path
         return F.interpolate(part, size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
