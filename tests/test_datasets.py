@@ -308,6 +308,8 @@ def test_rectangle_decoder_gives_the_whole_decode_pixels():
             assert torch.equal(got, full[:, iy1:iy2, ix1:ix2]), (name, box)
             checked += 1
     assert checked > 250
+    part, x0, y0, _, _ = D._decode_jpeg_rect(data, (-1e12, -5, 1e12, 1e15))  # beyond C ints: clamped
+    assert (x0, y0) == (0, 0) and torch.equal(part, full)
     assert D._decode_jpeg_rect(b"garbage", (0, 0, 10, 10)) is None  # refused: the caller decodes whole panels
     assert D._decode_jpeg_rect(_jpeg_variants()["baseline 4:2:0"][:3000], (0, 0, 300, 500)) is None  # truncated
 

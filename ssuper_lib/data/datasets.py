@@ -14,7 +14,7 @@ Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, i
   needs where the kit's C helpers are built (``_native.c``), else whole panels (simplejpeg, else torchvision;
   the same pixels every way), or with PIL's ``Image.draft`` downscaling by 4/8 when the panel is reduced 4x
   or more; crop + resize is torch's uint8 antialiased bilinear kernel (PIL's filter, ~5-10x faster); one
-  uint8 -> float pass per panel (in C where built). About 3.2x the original's samples/s on the same files
+  uint8 -> float pass per panel (in C where built). About 3.5x the original's samples/s on the same files
   (``benchmarks/bench_vs_original.py --parts loader``);
 * a missing or unreadable panel raises :class:`PanelReadError` naming the file and the sample index;
 * colour augmentation is off by default (as in every original run) and seeded by (seed, epoch, index) when
@@ -224,6 +224,7 @@ def _decode_jpeg_rect(data: bytes, box: Sequence[float]) -> tuple[torch.Tensor, 
     # left neighbour) is never read
     x1, y1 = math.floor(box[0]) - 1, math.floor(box[1]) - 1
     x2, y2 = math.ceil(box[2]) + 1, math.ceil(box[3]) + 1
+    x1, y1, x2, y2 = (min(max(v, -1), 1 << 30) for v in (x1, y1, x2, y2))  # C ints; the decoder clamps to the image
     try:
         buf, x0, y0, w, h, W, H = decode(data, x1, y1, x2, y2, getattr(_scratch, "buf", None))
     except ValueError:
