@@ -178,19 +178,28 @@ def test_augmentation_draws_change_with_the_epoch(handmade):
     assert torch.equal(aug[0]["panels"], first)
 
 
-def test_fast_decode_and_resize_match_pil(tiny_synthetic, tmp_path):
-    """The loader's torch path (libjpeg-turbo decode, uint8 antialiased bilinear) reproduces PIL's
-    ``Image.resize(BILINEAR, box=...)`` of the same full-resolution crop up to the kernels' edge handling (PIL's
-    filter also reads pixels just outside the box, rounding between passes): >= 75% of the pixels identical (99% on most), mean difference < 0.5 grey
-    level, for the context panels and the face at the README's 300x300 (issue 13). Panels reduced 4x or more
-    are decoded at reduced size (``draft``), as before, and are not compared."""
+NO_NATIVE = "the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)"
+
+
+@pytest.fixture
+def cfg_300(tiny_synthetic, tmp_path) -> DataConfig:
+    """The tiny synthetic set preprocessed into a sequence JSON for 300x300 panels (the README's size)."""
     from ssuper_lib.preprocess import run_preprocessing
 
     cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
                      sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
                      ground_truth_path=None, panel_size=[300, 300])
     run_preprocessing(cfg, progress=False, write_faces=False)
-    ds = PanelSequenceDataset.from_config(cfg, "all")
+    return cfg
+
+
+def test_fast_decode_and_resize_match_pil(tiny_synthetic, cfg_300):
+    """The loader's torch path (libjpeg-turbo decode, uint8 antialiased bilinear) reproduces PIL's
+    ``Image.resize(BILINEAR, box=...)`` of the same full-resolution crop up to the kernels' edge handling (PIL's
+    filter also reads pixels just outside the box, rounding between passes): >= 75% of the pixels identical (99% on most), mean difference < 0.5 grey
+    level, for the context panels and the face at the README's 300x300 (issue 13). Panels reduced 4x or more
+    are decoded at reduced size (``draft``), as before, and are not compared."""
+    ds = PanelSequenceDataset.from_config(cfg_300, "all")
     assert len(ds) > 0
     compared = 0
 
@@ -278,7 +287,7 @@ def test_rectangle_decoder_gives_the_whole_decode_pixels():
     import ssuper_lib.data.datasets as D
 
     if D._roi_decoder() is None:
-        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
+        pytest.skip(NO_NATIVE)
     rng = np.random.default_rng(0)
     checked = 0
     for name, data in _jpeg_variants().items():
@@ -321,7 +330,7 @@ def test_unit_conversion_in_c_gives_torchs_values():
     import ssuper_lib.data.datasets as D
 
     if D._unit_converter() is None:
-        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
+        pytest.skip(NO_NATIVE)
     g = torch.Generator().manual_seed(0)
     every = torch.arange(256, dtype=torch.uint8).repeat(3 * 7 * 37 // 256 + 1)[: 3 * 7 * 37]
     for hwc in (every.view(7, 37, 3), torch.randint(0, 256, (300, 300, 3), generator=g, dtype=torch.uint8),
@@ -334,20 +343,15 @@ def test_unit_conversion_in_c_gives_torchs_values():
     assert torch.equal(D._to_unit(chw), chw.float().div_(127.5).sub_(1.0))
 
 
-def test_native_loader_gives_the_same_samples(tiny_synthetic, tmp_path, monkeypatch):
+def test_native_loader_gives_the_same_samples(cfg_300, monkeypatch):
     """Samples (panels, face, mask, unmasked panel) are the same, value for value, whether the loader uses its
     C helpers (rectangle decoding, conversion) or not, at the README's 300x300 and at a non-square size."""
     import ssuper_lib.data.datasets as D
-    from ssuper_lib.preprocess import run_preprocessing
 
     if D._native() is None:
-        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
-    cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
-                     sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
-                     ground_truth_path=None, panel_size=[300, 300])
-    run_preprocessing(cfg, progress=False, write_faces=False)
+        pytest.skip(NO_NATIVE)
     for size in ((300, 300), (128, 96)):
-        ds = PanelSequenceDataset.from_config(cfg, "all", panel_size=size, return_gt_panel=True)
+        ds = PanelSequenceDataset.from_config(cfg_300, "all", panel_size=size, return_gt_panel=True)
         idx = range(0, len(ds), max(1, len(ds) // 12))
         native = [ds[i] for i in idx]
         with monkeypatch.context() as m:
@@ -358,19 +362,14 @@ def test_native_loader_gives_the_same_samples(tiny_synthetic, tmp_path, monkeypa
                 assert torch.equal(a[k], b[k]), (size, a["index"], k)
 
 
-def test_loaded_panels_do_not_alias_the_decode_buffer(tiny_synthetic, tmp_path):
+def test_loaded_panels_do_not_alias_the_decode_buffer(tiny_synthetic, cfg_300):
     """The rectangle decoder reuses one buffer per thread; what ``_load_panel`` returns must not be a view of
     it, also when the crop needs no resize (crop size == panel size), or the next panel would overwrite it."""
     import ssuper_lib.data.datasets as D
-    from ssuper_lib.preprocess import run_preprocessing
 
     if D._roi_decoder() is None:
-        pytest.skip("the loader's C helpers were not built here (no C compiler or libjpeg-turbo headers at install)")
-    cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
-                     sequence_path=str(tmp_path / "sequences.json"), faces_path=str(tmp_path / "faces"),
-                     ground_truth_path=None, panel_size=[300, 300])
-    run_preprocessing(cfg, progress=False, write_faces=False)
-    samples = read_sequences(tmp_path / "sequences.json")
+        pytest.skip(NO_NATIVE)
+    samples = read_sequences(cfg_300.sequence_path)
     s = samples[0]
     x1, y1, x2, y2 = s.crops[0]
     ds = PanelSequenceDataset(tiny_synthetic / "panels", samples, panel_size=(y2 - y1, x2 - x1))
