@@ -461,11 +461,6 @@ class PanelSequenceDataset(Dataset):
         y2 = min(max(math.ceil((fy2 - cy1) * ky), 0), ph)
         return y1, y2, x1, x2
 
-    @staticmethod
-    def _unit(x_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 (3, H, W) [0, 255] -> float [-1, 1] (the arithmetic of ``__getitem__``)."""
-        return _to_unit(x_u8)
-
     def _mask(self, panel: torch.Tensor, coords: tuple[int, int, int, int]) -> None:
         """Fill the face box of a (3, H, W) panel in [-1, 1] in place: ``mask_val`` 1 -> white."""
         y1, y2, x1, x2 = coords
@@ -477,16 +472,16 @@ class PanelSequenceDataset(Dataset):
         panels, so the feature cache computes each (panel, crop) once (:mod:`ssuper_lib.features`)."""
         sample = self.samples[index]
         panel, _ = self._load_panel(sample.panels[j], sample.crops[j], index, None)
-        return self._unit(panel)
+        return _to_unit(panel)
 
     def masked_panel(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(masked last panel (3, H, W), face (3, F, F)) of sample ``index`` in [-1, 1], as ``self[index]``
         without augmentation."""
         sample = self.samples[index]
         panel, face = self._load_panel(sample.panels[-1], sample.crops[-1], index, sample.faces[-1])
-        panel = self._unit(panel)
+        panel = _to_unit(panel)
         self._mask(panel, self.mask_coords(sample))
-        return panel, self._unit(face)
+        return panel, _to_unit(face)
 
     def __getitem__(self, index: int) -> dict:
         if index < 0:
@@ -500,7 +495,7 @@ class PanelSequenceDataset(Dataset):
             panel, face_u8 = self._load_panel(rel, crop, index, sample.faces[j] if last else None)
             _to_unit(panel, panels[j])  # (3, H, W) uint8 -> float in [-1, 1], one pass
             if last:
-                face_t = self._unit(face_u8)
+                face_t = _to_unit(face_u8)
         if self.augment:
             params = _jitter_params(np.random.default_rng([self.seed, self.epoch, index]))
             panels, face_t = _color_jitter(panels, params), _color_jitter(face_t, params)
