@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import torch
 import yaml
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "apply_overrides",
     "save_config",
     "REPO_ROOT",
+    "masked_index",
+    "resolve_device",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +51,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file, the key and the expectation."""
+
+
+def masked_index(panel_order: str) -> int:
+    """Index of the masked panel along a sample's panel axis S: last (-1) in ``chronological`` order
+    ``[p1, p2, masked p3]``, first (0) in ``masked_first`` order ``[p3, p1, p2]``."""
+    return 0 if panel_order == "masked_first" else -1
+
+
+def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """The one device rule of the kit: ``auto`` (or None) -> ``cuda:<local_rank>`` when CUDA is present, else
+    ``cpu``; ``cuda`` -> ``cuda:<local_rank>``; any other name as given. Asking for CUDA where there is none
+    is an error that says what to use instead."""
+    if name in (None, "auto"):
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available; use device=auto or cpu")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,6 +104,11 @@ class DataConfig:
     num_workers: int = 2  # DataLoader worker processes
     limit_size: int = -1  # use at most this many samples (-1 = all)
     seed: int = 0  # seed for crops and splits
+
+    @property
+    def masked_index(self) -> int:
+        """Index of the masked panel along S for this ``panel_order`` (:func:`masked_index`)."""
+        return masked_index(self.panel_order)
 
 
 @dataclass

@@ -91,7 +91,7 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
 def _finished_run(config: str, seed: int = 0) -> Path | None:
     """The newest run of ``config`` and training ``seed`` that finished (``done.json``: max steps or early stop), or None."""
     from .config import load_config
-    from .evaluate import latest_run, seed_run_name
+    from .runs import latest_run, seed_run_name
 
     cfg = load_config(config)
     run = latest_run(seed_run_name(cfg.name, seed), "runs")

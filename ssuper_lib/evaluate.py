@@ -44,6 +44,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import metrics as M
 from .config import REPO_ROOT, ExperimentConfig, resolve_path
+from .data.shuffle import derangement_across_groups, swap_context
+from .runs import checkpoint_step, latest_run, latest_runs, seed_run_name
 from .storage import atomic_torch_save
 
 __all__ = [
@@ -94,87 +96,9 @@ def model_label(cfg: ExperimentConfig) -> str:
     return f"{_ENCODER_NAMES.get(cfg.model.seq_encoder, cfg.model.seq_encoder)}-{_VARIANT_NAMES.get(cfg.model.variant, cfg.model.variant)}"
 
 
-def latest_run(name: str, runs_root: str | Path = "runs") -> Path | None:
-    """The newest run directory ``runs/<NNNNN>-<name>/`` holding a checkpoint, or None."""
-    root = resolve_path(runs_root)
-    if not root.is_dir():
-        return None
-    found = []
-    for d in root.iterdir():
-        num, _, rest = d.name.partition("-")
-        if d.is_dir() and rest == name and num.isdigit() and (d / "checkpoints" / "latest.pt").is_file():
-            found.append((int(num), d))
-    return max(found)[1] if found else None
-
-
-def seed_run_name(name: str, seed: int) -> str:
-    """Run name of training seed ``seed`` of a config: the config's name for seed 0, ``<name>_seed<k>`` else."""
-    return name if seed == 0 else f"{name}_seed{seed}"
-
-
-def latest_runs(configs: Sequence[str | Path], runs_root: str | Path = "runs", seeds: int = 1) -> dict[str, Path | None]:
-    """{label: newest run (or None)} for each config file and each of its first ``seeds`` training seeds
-    (label: the config path, with ``#seed<k>`` for k > 0)."""
-    from .config import load_config
-
-    out = {}
-    for c in configs:
-        name = load_config(c).name
-        for k in range(seeds):
-            out[str(c) + (f"#seed{k}" if k else "")] = latest_run(seed_run_name(name, k), runs_root)
-    return out
-
-
-def checkpoint_step(run_dir: str | Path, which: str | None = None) -> int | None:
-    """Training step of the run's evaluated checkpoint (best.pt by default, see :func:`ssuper_lib.train.run_checkpoint`;
-    from the checkpoint, else metrics.jsonl), or None."""
-    from .train import run_checkpoint
-
-    run_dir = Path(run_dir)
-    ckpt = run_checkpoint(run_dir, which)
-    if ckpt.is_file():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-            if isinstance(state, dict) and "step" in state:
-                return int(state["step"])
-        except Exception:  # noqa: BLE001 - fall back to the log
-            pass
-    log = run_dir / "metrics.jsonl"
-    if log.is_file():
-        steps = [json.loads(line).get("step") for line in log.read_text().splitlines() if line.strip()]
-        steps = [s for s in steps if s is not None]
-        if steps:
-            return int(max(steps))
-    return None
-
-
 # --------------------------------------------------------------------------------------------------
 # Context shuffling
 # --------------------------------------------------------------------------------------------------
-
-
-def derangement_across_groups(groups: Sequence[str], seed: int = 0) -> np.ndarray:
-    """For each item i a partner j with ``groups[j] != groups[i]`` (seeded, uniform over the other groups'
-    items). Raises ValueError when there are fewer than two groups."""
-    groups = np.asarray([str(g) for g in groups])
-    uniq = np.unique(groups)
-    if len(uniq) < 2:
-        raise ValueError(f"context shuffling needs samples of at least two series, got {list(uniq)}")
-    rng = np.random.default_rng([seed, 7919])
-    partner = np.empty(len(groups), dtype=np.int64)
-    for g in uniq:
-        mine = np.flatnonzero(groups == g)
-        others = np.flatnonzero(groups != g)
-        partner[mine] = others[rng.integers(0, len(others), size=len(mine))]
-    return partner
-
-
-def swap_context(own: torch.Tensor, other: torch.Tensor, masked_pos: int, dim: int = 0) -> torch.Tensor:
-    """The shuffled-context input: a copy of ``other`` (panels or per-panel features of another sample, the
-    panel axis at ``dim``) holding ``own``'s masked panel. Evaluation and training's validation both use it."""
-    out = other.clone()
-    out.select(dim, masked_pos).copy_(own.select(dim, masked_pos))
-    return out
 
 
 class _PairedSamples(Dataset):

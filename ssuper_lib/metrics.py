@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .data.pixels import to_uint8, to_unit255
+
 __all__ = [
     "INCEPTION_NAME",
     "INCEPTION_FILENAME",
@@ -81,18 +83,6 @@ WEIGHTS_ENV_VAR = "SSUPER_INCEPTION_WEIGHTS"
 # --------------------------------------------------------------------------------------------------
 # Pixel conversions
 # --------------------------------------------------------------------------------------------------
-
-
-def to_unit255(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images -> float64 in [0, 255] after clamping (the original's ``fit_range``); no rounding."""
-    return (images.detach().to(torch.float64).clamp(-1.0, 1.0) + 1.0) * 127.5
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images (..., 3, H, W) -> uint8 with the same layout (clamp, scale, round). uint8 passes."""
-    if images.dtype == torch.uint8:
-        return images
-    return to_unit255(images).round().to(torch.uint8)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import __version__
-from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, resolve_path, save_config
+from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, resolve_device, resolve_path, save_config
 from .losses import (
     gan_d_loss,
     gan_g_loss,
@@ -97,6 +97,15 @@ from .losses import (
     reparameterize,
     wgan_critic_loss,
     wgan_g_loss,
+)
+from .runs import (
+    CHECKPOINT_VERSION,
+    find_checkpoint,
+    load_checkpoint,
+    load_run,
+    make_run_dir,
+    read_metrics,
+    run_checkpoint,
 )
 from .storage import atomic_torch_save
 
@@ -118,7 +127,6 @@ __all__ = [
     "main",
 ]
 
-CHECKPOINT_VERSION = 1
 N_FIXED = 8  # fixed sequences in the sample sheet and in the fixed-sample reconstruction error
 N_GRID = 32  # prior samples in the fixed latent grid
 
@@ -211,17 +219,6 @@ def _allreduce_grads(params: list[torch.nn.Parameter], d: _Dist) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is present, else ``cpu``; otherwise the named device."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available; use train.device=auto or cpu")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(name)
-
-
 def _cuda_determinism(deterministic: bool) -> None:
     """cuDNN autotuning for speed, or (``train.deterministic``) deterministic kernels only: then two runs of
     a seed, and a resumed run, give the same weights on a GPU too (CPU runs always do). The deterministic
@@ -252,44 +249,6 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 # --------------------------------------------------------------------------------------------------
 # Run directories, checkpoints, RNG states
 # --------------------------------------------------------------------------------------------------
-
-_RUN_RE = re.compile(r"^(\d{5})-(.+)$")
-
-
-def make_run_dir(out_dir: str | Path, name: str) -> Path:
-    """Create ``<out_dir>/<NNNNN>-<name>/`` with the next free number (atomic ``mkdir``, race-safe)."""
-    out = resolve_path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    while True:
-        numbers = [int(m.group(1)) for p in out.iterdir() if (m := _RUN_RE.match(p.name))]
-        path = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
-def find_checkpoint(resume: str | Path, out_dir: str | Path = "runs", name: str | None = None) -> Path | None:
-    """The checkpoint that ``train.resume`` names: a ``.pt`` file, a run directory, or ``auto`` (the newest
-    run of ``name`` under ``out_dir`` that has ``checkpoints/latest.pt``; None when there is none)."""
-    if str(resume) == "auto":
-        out = resolve_path(out_dir)
-        runs = sorted(
-            (p for p in out.iterdir() if (m := _RUN_RE.match(p.name)) and (name is None or m.group(2) == name)),
-            reverse=True,
-        ) if out.is_dir() else []
-        for run in runs:
-            if (run / "checkpoints" / "latest.pt").is_file():
-                return run / "checkpoints" / "latest.pt"
-        return None
-    path = resolve_path(resume)
-    if path.is_dir():
-        path = path / "checkpoints" / "latest.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"train.resume={resume!r}: no checkpoint at {path}")
-    return path
-
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
     """Every RNG this process uses, as tensors and primitives (``weights_only`` loadable)."""
@@ -328,23 +287,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is newer than this code ({CHECKPOINT_VERSION})")
-    return ckpt
-
-
-def read_metrics(run_dir: str | Path, kind: str | None = "train") -> list[dict[str, Any]]:
-    """The records of ``<run_dir>/metrics.jsonl`` (of one ``kind``: ``train`` or ``eval``; None = all)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if kind is None or r.get("kind") == kind]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -750,7 +692,7 @@ class ShuffledContext(Dataset):
     :func:`ssuper_lib.evaluate.swap_context`, as in the evaluation."""
 
     def __init__(self, ds: Dataset, series: Sequence[str], masked_index: int, seed: int = 0):
-        from .evaluate import derangement_across_groups
+        from .data.shuffle import derangement_across_groups
 
         self.ds, self.mi = ds, masked_index
         self.partners = derangement_across_groups(series, seed)
@@ -759,7 +701,7 @@ class ShuffledContext(Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from .evaluate import swap_context
+        from .data.shuffle import swap_context
 
         item, other = dict(self.ds[i]), self.ds[int(self.partners[i])]
         key = "feats" if "feats" in item else "panels"
@@ -1203,50 +1145,6 @@ def data_overrides(root: str | Path) -> list[str]:
         f"data.faces_path={root / 'faces'}",
         f"data.ground_truth_path={gt if gt.is_file() else 'null'}",
     ]
-
-
-def run_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
-    """The checkpoint file of a run: ``which`` = "best" (``checkpoints/best.pt``, the lowest validation error;
-    ``latest.pt`` when the run kept none) or "latest"; None reads ``eval.checkpoint`` of the run's config.
-    A checkpoint file is returned as is."""
-    path = Path(run_dir)
-    if path.is_file():
-        return path
-    if which is None:
-        cfg_file = path / "config.yaml"
-        which = load_config(cfg_file).eval.checkpoint if cfg_file.is_file() else "best"
-    if which not in ("best", "latest"):
-        raise ValueError(f"checkpoint: expected best or latest, got {which!r}")
-    best = path / "checkpoints" / "best.pt"
-    return best if which == "best" and best.is_file() else path / "checkpoints" / "latest.pt"
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
-             checkpoint: str | None = None) -> tuple[ExperimentConfig, torch.nn.Module]:
-    """``(cfg, model)`` of a run: its resolved ``config.yaml`` and the weights of its checkpoint
-    (:func:`run_checkpoint`: ``best.pt`` by default, else ``latest.pt``; loaded with ``weights_only=True``),
-    model in eval mode on ``device``.
-
-    ``run_dir`` may also be a checkpoint file; the config then comes from the checkpoint itself. The model
-    is built with ``pretrained=false`` (every weight comes from the checkpoint: nothing is downloaded).
-    """
-    from .config import config_from_dict
-    from .models.ssuper import build_model
-
-    path = Path(run_dir)
-    ckpt_path = run_checkpoint(path, checkpoint)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: no checkpoint; has the run at {path} saved one (train.ckpt_every)?")
-    ckpt = load_checkpoint(ckpt_path, map_location=device)
-    cfg_file = ckpt_path.parent.parent / "config.yaml"
-    cfg = load_config(cfg_file) if cfg_file.is_file() else config_from_dict(ckpt["config"], str(ckpt_path))
-    cfg.eval.checkpoint = ckpt_path.stem if ckpt_path.stem in ("best", "latest") else cfg.eval.checkpoint
-    build_cfg = dataclasses.replace(cfg.model, pretrained=False)
-    model = build_model(build_cfg, panel_size=tuple(cfg.data.panel_size))
-    model.load_state_dict(ckpt["models"]["model"])
-    if cfg.train.channels_last:
-        model.channels_last()
-    return cfg, model.to(device).eval()
 
 
 # --------------------------------------------------------------------------------------------------
