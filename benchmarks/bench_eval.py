@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ssuper_lib import metrics as M
+from ssuper_lib.evaluate import metrics as M
 from ssuper_lib.config import resolve_path
 
 

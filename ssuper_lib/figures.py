@@ -54,9 +54,9 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
     import torch
 
     from .data.datasets import PanelSequenceDataset
-    from .evaluate import generate_faces, model_label
+    from .evaluate.suite import generate_faces, model_label
     from .models.discriminator import paste_faces
-    from .train import load_run
+    from .runs import load_run
 
     run_dir = Path(run_dir)
     out_path = run_dir / "eval" / RECON_FILE
@@ -73,7 +73,7 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
     masks = torch.stack([it["mask"] for it in items])
     extra, arrays = None, {}
     if cfg.model.variant == "ssuper_exemplar":
-        from .exemplars import exemplar_fields, load_or_build_exemplars
+        from .preprocess.exemplars import exemplar_fields, load_or_build_exemplars
 
         ex = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size)
         extra = exemplar_fields(ex, torch.as_tensor(idx))
@@ -115,11 +115,11 @@ def export_baseline_examples(cfg, out_dir: str | Path = "runs/baselines", n: int
     :func:`export_recon_examples`, one ``<out_dir>/<name>/eval/recon_examples.npz`` each; returns ``out_dir``."""
     import torch
 
-    from . import baselines as B
+    from .evaluate import baselines as B
     from .config import resolve_path
     from .data.datasets import PanelSequenceDataset, match_ground_truth
-    from .evaluate import _training_faces
-    from .exemplars import candidate_characters, load_or_build_exemplars
+    from .evaluate.suite import _training_faces
+    from .preprocess.exemplars import candidate_characters, load_or_build_exemplars
     from .models.discriminator import paste_faces
 
     out_dir = resolve_path(out_dir)
@@ -258,7 +258,7 @@ def plot_parameter_breakdown(summary: pd.DataFrame) -> plt.Figure:
 
 def plot_training_curves(run_dirs: Sequence[str | Path], keys: Sequence[str] = ("recon", "kl", "d_local", "g_adv")) -> plt.Figure:
     """One panel per loss, one line per run (from each run's ``metrics.jsonl``)."""
-    from .train import read_metrics
+    from .runs import read_metrics
 
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.0), squeeze=False)
     for run in run_dirs:
@@ -287,8 +287,8 @@ def regenerate_all(
     """Redraw every figure from artifacts; returns the written paths. Missing artifacts raise with the
     notebook that makes them."""
     from .data import stats
-    from .detect import plot_detection_evaluation
-    from .evaluate import plot_context_gain, plot_results_table, results_table
+    from .detect.run import plot_detection_evaluation
+    from .evaluate.suite import plot_context_gain, plot_results_table, results_table
 
     sd, fd = resolve_path(stats_dir), resolve_path(figures_dir)
 
@@ -327,7 +327,7 @@ def regenerate_all(
         examples = [load_recon_examples(r) for r in runs]
         bdir = resolve_path(baselines_dir) if baselines_dir else None
         if bdir is not None and bdir.is_dir():
-            from .baselines import BASELINES
+            from .evaluate.baselines import BASELINES
 
             examples += [load_recon_examples(bdir / name) for name in BASELINES if (bdir / name / "eval" / RECON_FILE).is_file()]
         save(plot_recon_grid(examples), "06_reconstructions")

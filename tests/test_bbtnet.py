@@ -12,7 +12,7 @@ from PIL import Image
 
 from bbtnet_helpers import REFERENCE_CONF, REFERENCE_NMS, REFERENCE_SIZE, reference_image, seeded_state_dict
 from ssuper_lib.data.comics import read_annotation_file
-from ssuper_lib.models.bbtnet import BBTNet, BBTNetDetector, load_bbtnet, normalize_panel, postprocess, prior_boxes
+from ssuper_lib.detect.bbtnet import BBTNet, BBTNetDetector, load_bbtnet, normalize_panel, postprocess, prior_boxes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bbtnet_reference.npz"
 
@@ -92,7 +92,7 @@ def test_equal_to_the_original_implementation(backbone, reference, r50, one_thre
     with torch.inference_mode():
         logits, offsets = model(normalize_panel(img)[None])
     w, h = REFERENCE_SIZE
-    from ssuper_lib.models.bbtnet import decode_boxes
+    from ssuper_lib.detect.bbtnet import decode_boxes
 
     scores = torch.softmax(logits[0], -1)[:, 1].numpy()
     boxes = decode_boxes(offsets[0], prior_boxes(w, h)).numpy()
@@ -170,7 +170,7 @@ def test_notebook_preview_draws_the_detections(tmp_path, tiny_synthetic, r50, on
     import matplotlib
 
     matplotlib.use("Agg")
-    from ssuper_lib.models.bbtnet import bbtnet_preview
+    from ssuper_lib.detect.bbtnet import bbtnet_preview
 
     panels = _small_synthetic_panels(tiny_synthetic, tmp_path / "panels", n_series=1, per_series=2)
     keys = sorted(f"{p.parent.name}/{p.name}" for p in panels.glob("*/*.jpg"))
@@ -226,8 +226,8 @@ def test_cli_lists_no_person_panels(tmp_path, tiny_synthetic, r50, one_thread):
 
 
 def test_loss_is_zero_for_the_encoded_targets_and_ohem_counts():
-    from ssuper_lib.detector_finetune import bbtnet_loss
-    from ssuper_lib.models.bbtnet import decode_boxes
+    from ssuper_lib.detect.finetune import bbtnet_loss
+    from ssuper_lib.detect.bbtnet import decode_boxes
 
     priors = prior_boxes(64, 64)
     p = len(priors)
@@ -243,7 +243,7 @@ def test_loss_is_zero_for_the_encoded_targets_and_ohem_counts():
     # offsets that decode exactly to the true box have zero box loss
     from torchvision.ops import box_iou
 
-    from ssuper_lib.detector_finetune import _xyxy
+    from ssuper_lib.detect.finetune import _xyxy
 
     pos = torch.nonzero(box_iou(gt, _xyxy(priors))[0] >= 0.5).flatten()
     target = offsets.detach().clone()
@@ -259,7 +259,7 @@ def test_loss_is_zero_for_the_encoded_targets_and_ohem_counts():
 
 
 def test_finetune_smoke_and_comparison_with_the_simulated_detector(tiny_synthetic, one_thread):
-    from ssuper_lib.detector_finetune import GroundTruthPanels, compare_detectors, finetune_bbtnet
+    from ssuper_lib.detect.finetune import GroundTruthPanels, compare_detectors, finetune_bbtnet
 
     data = GroundTruthPanels(tiny_synthetic, ["0", "1", "2"], size=96)
     x, b = data.item(0, flip=True)

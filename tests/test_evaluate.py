@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ssuper_lib import evaluate as E
-from ssuper_lib import metrics as M
+from ssuper_lib.evaluate import suite as E
+from ssuper_lib.evaluate import metrics as M
 
 torch.set_num_threads(1)
 
@@ -136,18 +136,18 @@ def _stub_load_run(tiny_run, panel_index):
 
 
 def test_context_blind_model_has_exactly_zero_gain(tiny_run, monkeypatch):
-    import ssuper_lib.train
+    import ssuper_lib.evaluate.suite
 
-    monkeypatch.setattr(ssuper_lib.train, "load_run", _stub_load_run(tiny_run, panel_index=-1))  # masked panel only
+    monkeypatch.setattr(ssuper_lib.evaluate.suite, "load_run", _stub_load_run(tiny_run, panel_index=-1))  # masked panel only
     row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
     assert row["gain_psnr"] == 0.0 and row["gain_psnr_lo"] == 0.0 and row["gain_psnr_hi"] == 0.0
 
 
 def test_shuffled_context_comes_from_the_partner_sample(tiny_run, monkeypatch):
-    import ssuper_lib.train
+    import ssuper_lib.evaluate.suite
     from ssuper_lib.data.datasets import PanelSequenceDataset
 
-    monkeypatch.setattr(ssuper_lib.train, "load_run", _stub_load_run(tiny_run, panel_index=0))  # copies panel 1
+    monkeypatch.setattr(ssuper_lib.evaluate.suite, "load_run", _stub_load_run(tiny_run, panel_index=0))  # copies panel 1
     row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
     per = pd.read_csv(row["per_sample_path"])
     cfg, _ = _stub_load_run(tiny_run, 0)(tiny_run)
@@ -163,7 +163,7 @@ def test_shuffled_context_comes_from_the_partner_sample(tiny_run, monkeypatch):
 def test_cached_backbone_features_score_exactly_as_the_panels(tiny_run, monkeypatch):
     """A frozen backbone's features of the split are computed once and reused (shuffled context: the partner's
     context features with this sample's masked panel); every per-sample score equals running the backbone."""
-    import ssuper_lib.train
+    import ssuper_lib.evaluate.suite
     from ssuper_lib.train import load_run
 
     real = load_run
@@ -177,7 +177,7 @@ def test_cached_backbone_features_score_exactly_as_the_panels(tiny_run, monkeypa
 
     rows = {}
     for flag in (False, True):
-        monkeypatch.setattr(ssuper_lib.train, "load_run", with_cache(flag))
+        monkeypatch.setattr(ssuper_lib.evaluate.suite, "load_run", with_cache(flag))
         row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
         rows[flag] = pd.read_csv(row["per_sample_path"])
     assert list(rows[True]["partner"]) == list(rows[False]["partner"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssuper_lib import losses
+from ssuper_lib.train import losses
 
 
 def test_reexports_are_the_models_convention():

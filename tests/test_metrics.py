@@ -1,4 +1,4 @@
-"""Tests of ssuper_lib.metrics: PSNR/SSIM definitions, both protocols, bootstrap, FID/KID through torch-fidelity."""
+"""Tests of ssuper_lib.evaluate.metrics: PSNR/SSIM definitions, both protocols, bootstrap, FID/KID through torch-fidelity."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssuper_lib import metrics as M
+from ssuper_lib.evaluate import metrics as M
 
 torch.set_num_threads(1)
 

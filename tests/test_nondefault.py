@@ -54,7 +54,7 @@ def test_ca_evaluation_refines_the_masked_panel_under_masked_first():
 
 def test_feature_cache_key_includes_augmentation():
     """Features of jittered panels are not those of the plain panels: data.augment is part of the cache key."""
-    from ssuper_lib.features import feature_cache_key
+    from ssuper_lib.data.features import feature_cache_key
 
     plain = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false"])
     jitter = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false", "data.augment=true"])
@@ -70,7 +70,7 @@ def test_feature_cache_key_includes_augmentation():
 def test_feature_cache_key_follows_the_feature_extractor_not_the_trained_head():
     """Runs with other seeds or training steps share the frozen features (the embedding head is trained after
     them); other extractor weights never do."""
-    from ssuper_lib.features import feature_cache_key
+    from ssuper_lib.data.features import feature_cache_key
 
     cfg = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false"])
     dataset = list(range(5))

@@ -181,7 +181,7 @@ def test_tiny_synthetic_invariants_and_reproducibility(tiny_synthetic, tmp_path)
 def test_header_sizes_match_pil_and_outputs_are_unchanged(tiny_synthetic, tmp_path, monkeypatch):
     """The fast paths of the preprocessing give exactly what PIL and the array filter give: image sizes from
     the JPEG SOF (plain, behind a large APP segment, PNG via PIL) and a byte-identical sequence file."""
-    import ssuper_lib.preprocess as pp
+    import ssuper_lib.preprocess.sequences as pp
 
     panels = sorted((tiny_synthetic / "panels").glob("*/*.jpg"))
     for p in panels:
@@ -194,7 +194,7 @@ def test_header_sizes_match_pil_and_outputs_are_unchanged(tiny_synthetic, tmp_pa
     assert pp._image_size(big_app) == (123, 45) and pp._image_size(tmp_path / "plain.png") == (123, 45)
 
     fast = run_preprocessing(_cfg(tiny_synthetic, tmp_path / "fast"), progress=False, write_faces=False)
-    import ssuper_lib.detect as dt
+    import ssuper_lib.detect.run as dt
 
     monkeypatch.setattr(pp, "_image_size", pp._pil_image_size)  # the reference: PIL headers, array + torch filter
     monkeypatch.setattr(dt, "_filter_small", lambda *a, **k: None)

@@ -1,4 +1,4 @@
-"""The frozen-feature probe: a closed-form ridge readout scored like a model (ssuper_lib.probe)."""
+"""The frozen-feature probe: a closed-form ridge readout scored like a model (ssuper_lib.evaluate.probe)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssuper_lib import probe as P
+from ssuper_lib.evaluate import probe as P
 
 torch.set_num_threads(1)
 

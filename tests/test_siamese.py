@@ -14,7 +14,7 @@ import torch
 from ssuper_lib.identity import label_free_identity, label_free_identity_from_embeddings, spearman_rho, validate_against_identity
 from ssuper_lib.models.siamese import (OriginalPickleError, SiameseNetwork, contrastive_loss, embed_faces,
                                        load_original_siamese, load_siamese)
-from ssuper_lib.siamese import (IdentityFaces, cached_siamese, main, pair_accuracy, sample_pairs, split_by_series,
+from ssuper_lib.identity.siamese_training import (IdentityFaces, cached_siamese, main, pair_accuracy, sample_pairs, split_by_series,
                                 synthetic_identity_faces, train_siamese)
 
 

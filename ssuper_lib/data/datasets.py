@@ -574,7 +574,7 @@ def match_ground_truth(samples: Sequence[SequenceSample], gt_csv: str | Path, io
     """
     import pandas as pd
 
-    from ..detect import box_iou
+    from ..detect.run import box_iou
 
     df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
     # rows of each panel, in file order (a stable sort instead of a pandas groupby: ~20x faster)

@@ -109,7 +109,7 @@ def label_free_identity_from_embeddings(
 
 def embed(embedder: Embedder, faces: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
     """(N, D) embeddings of ``faces`` by a :class:`~ssuper_lib.models.siamese.SiameseNetwork` or any callable."""
-    from .models.siamese import SiameseNetwork, embed_faces
+    from ..models.siamese import SiameseNetwork, embed_faces
 
     if isinstance(embedder, SiameseNetwork):
         return embed_faces(embedder, faces, batch_size=batch_size, device=device)

@@ -42,7 +42,7 @@ from typing import Iterable, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
-from .data.comics import (Annotations, Box, indented_list, list_panels, list_series, natural_key, read_annotation_file,
+from ..data.comics import (Annotations, Box, indented_list, list_panels, list_series, natural_key, read_annotation_file,
                           write_annotation_file)
 
 __all__ = [
@@ -682,8 +682,8 @@ def evaluate_dataset(data_cfg, out_csv: str | Path | None = None, thresholds: It
     Uses the configured NMS IoU and minimum face side; the row of the configured confidence threshold has
     ``configured = True``. Written to ``out_csv`` (e.g. ``data_stats/detections.csv``) when given, atomically.
     """
-    from .config import resolve_path
-    from .data.comics import read_annotations
+    from ..config import resolve_path
+    from ..data.comics import read_annotations
 
     if not data_cfg.ground_truth_path or not resolve_path(data_cfg.ground_truth_path).is_file():
         raise FileNotFoundError(f"data.ground_truth_path={data_cfg.ground_truth_path!r}: no ground truth to evaluate against")
@@ -848,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error("--detector torchvision needs --checkpoint")
         det = TorchvisionDetector(a.checkpoint, a.arch, a.num_classes, a.face_label, device=device, batch_size=a.batch_size)
     elif a.detector == "bbtnet":
-        from .models.bbtnet import BBTNetDetector
+        from .bbtnet import BBTNetDetector
 
         if not a.checkpoint:
             p.error("--detector bbtnet needs --checkpoint (FaceDetector's final_mixed_r50.pth or the R152 file)")

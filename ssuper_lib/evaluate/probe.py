@@ -81,8 +81,8 @@ def _dual_predict(xn: torch.Tensor, mu, sd, xs, alpha, ym) -> torch.Tensor:
 
 def _features(cfg, model, split: str, spatial: bool, device) -> tuple:
     """(dataset, features (N, S, ...) float, true faces (N, 3, F, F)) of ``split`` from the frozen backbone."""
-    from .data.datasets import PanelSequenceDataset
-    from .features import load_or_compute_features
+    from ..data.datasets import PanelSequenceDataset
+    from ..data.features import load_or_compute_features
 
     ds = PanelSequenceDataset.from_config(cfg.data, split=split, augment=False)
     cached = load_or_compute_features(model, ds, cfg, split, device, progress=False, write=not spatial)
@@ -94,15 +94,15 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
     """Ridge readouts of ``cfg``'s frozen features, fitted on the training split, scored on ``split``: one row per
     penalty with PSNR, identity accuracy (true / shuffled context), the identity and PSNR context gains and their
     series-bootstrap intervals. ``cfg`` must have a frozen backbone (the features are what the models read)."""
-    from . import evaluate as E
+    from . import suite as E
     from . import metrics as M
-    from .config import resolve_path
+    from ..config import resolve_path
 
     if not cfg.model.freeze_backbone:
         raise ValueError("feature_probe reads frozen backbone features: the config has model.freeze_backbone: false")
     if cfg.model.train_top_stages:
         raise ValueError("feature_probe reads the fully frozen features: set model.train_top_stages=0")
-    from .models import build_model
+    from ..models import build_model
 
     dev = torch.device(device)
     if spatial:  # the maps the ConvLSTM reads
@@ -156,7 +156,7 @@ def _fmt(df: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import load_config
+    from ..config import load_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="a model config with a frozen backbone (e.g. configs/models/demo_plain_ssupervae.yaml)")

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .data.pixels import to_uint8, to_unit255
+from ..data.pixels import to_uint8, to_unit255
 
 __all__ = [
     "INCEPTION_NAME",
@@ -153,7 +153,7 @@ def panel_psnr_per_image(
     ``mask_coords`` (B, 4) = (y1, y2, x1, x2). The paste is the models' ``paste_faces`` (bilinear resize
     to the box), so the panel outside the box is exact and the number mixes face error with box size.
     """
-    from .models.discriminator import paste_faces
+    from ..models.discriminator import paste_faces
 
     pasted = paste_faces(gt_panels, faces, mask_coords)  # (B, 3, H, W)
     return psnr_per_image(pasted, gt_panels)

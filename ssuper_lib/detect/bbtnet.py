@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .weights import state_dict_mismatch
+from ..models.weights import state_dict_mismatch
 
 __all__ = [
     "ANCHOR_LEVELS",
@@ -123,7 +123,7 @@ class LiteTrunk(nn.Module):
 
     def __init__(self, pretrained: bool = True):
         super().__init__()
-        from .backbone import build_efficientnet, load_backbone_weights, resolve_backbone_weights
+        from ..models.backbone import build_efficientnet, load_backbone_weights, resolve_backbone_weights
 
         self.net = build_efficientnet("efficientnet-lite0")
         self.net._fc = nn.Identity()  # the classifier is not used
@@ -407,7 +407,7 @@ class BBTNetDetector:
     def detect(self, images: Sequence) -> list:
         from PIL import Image
 
-        from ..detect import Detection, _open_rgb
+        from .run import Detection, _open_rgb
 
         mode = getattr(self.model, "input_norm", "imagenet")
         scales = []
@@ -451,7 +451,7 @@ def bbtnet_preview(detector: BBTNetDetector, panel_root: str | os.PathLike, keys
     from PIL import Image
 
     from ..data.comics import Box
-    from ..detect import plot_panel_detections
+    from .run import plot_panel_detections
 
     root = Path(panel_root)
     images = []

@@ -84,8 +84,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from . import __version__
-from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, resolve_device, resolve_path, save_config
+from .. import __version__
+from ..config import ConfigError, ExperimentConfig, config_to_dict, load_config, resolve_device, resolve_path, save_config
 from .losses import (
     gan_d_loss,
     gan_g_loss,
@@ -98,7 +98,7 @@ from .losses import (
     wgan_critic_loss,
     wgan_g_loss,
 )
-from .runs import (
+from ..runs import (
     CHECKPOINT_VERSION,
     find_checkpoint,
     load_checkpoint,
@@ -107,7 +107,7 @@ from .runs import (
     read_metrics,
     run_checkpoint,
 )
-from .storage import atomic_torch_save
+from ..storage import atomic_torch_save
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -605,7 +605,7 @@ class ExemplarObjective(GANObjective):
                 "selector": (self.groups.get("selector", []), self.tc.select_lr, self.tc.betas)}
 
     def step(self, batch, step):
-        from .models.exemplar import selection_target
+        from ..models.exemplar import selection_target
 
         tc, model = self.tc, self.model
         face = batch["face"]  # (B, 3, 64, 64)
@@ -692,7 +692,7 @@ class ShuffledContext(Dataset):
     :func:`ssuper_lib.evaluate.swap_context`, as in the evaluation."""
 
     def __init__(self, ds: Dataset, series: Sequence[str], masked_index: int, seed: int = 0):
-        from .data.shuffle import derangement_across_groups
+        from ..data.shuffle import derangement_across_groups
 
         self.ds, self.mi = ds, masked_index
         self.partners = derangement_across_groups(series, seed)
@@ -701,7 +701,7 @@ class ShuffledContext(Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from .data.shuffle import swap_context
+        from ..data.shuffle import swap_context
 
         item, other = dict(self.ds[i]), self.ds[int(self.partners[i])]
         key = "feats" if "feats" in item else "panels"
@@ -796,8 +796,8 @@ class FixedSamples:
 
 def _build_datasets(cfg, model, device, d: _Dist, progress: bool):
     """Train/test datasets; with a frozen backbone and caching, wrapped around cached features."""
-    from .data.datasets import PanelSequenceDataset
-    from .features import FeatureDataset, load_or_compute_features
+    from ..data.datasets import PanelSequenceDataset
+    from ..data.features import FeatureDataset, load_or_compute_features
 
     variant = cfg.model.variant
     needs_panels = variant in ("ssuperglobalgan", "ssupervae_ca")
@@ -828,7 +828,7 @@ def _build_datasets(cfg, model, device, d: _Dist, progress: bool):
             vc = load_or_compute_features(model, val_ds, cfg, "val", device, progress=progress and d.main, write=d.main)
             val_ds = FeatureDataset(vc, base=val_ds)
     if variant == "ssuper_exemplar":  # context exemplars: candidates and queries, cached beside the sequences
-        from .exemplars import ExemplarDataset, load_or_build_exemplars
+        from ..preprocess.exemplars import ExemplarDataset, load_or_build_exemplars
 
         mc = cfg.model
         val_seq = val_ds.base if isinstance(val_ds, FeatureDataset) else val_ds
@@ -855,8 +855,8 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from .features import FeatureDataset
-    from .models.ssuper import build_model
+    from ..data.features import FeatureDataset
+    from ..models.ssuper import build_model
 
     if cfg.train.val_select == "context" and cfg.train.val_every <= 0:
         raise ConfigError("train.val_select=context selects checkpoints at validations: set train.val_every > 0")
@@ -1127,7 +1127,7 @@ def _maybe_write_hash(model: torch.nn.Module, d: _Dist, step: int, run_dir: Path
     folder = os.environ.get(ENV_HASH_DIR)
     if not folder:
         return
-    from .features import weights_fingerprint
+    from ..data.features import weights_fingerprint
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     info = {"rank": d.rank, "world_size": d.world_size, "step": step, "sha256": weights_fingerprint(model), "run_dir": str(run_dir)}

@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import __version__
-from .config import ExperimentConfig, resolve_path
+from .. import __version__
+from ..config import ExperimentConfig, resolve_path
 
 __all__ = [
     "FEATURE_CACHE_VERSION",
@@ -127,8 +127,8 @@ def _samples_hash(dataset: Dataset, cfg: ExperimentConfig) -> str:
 
 def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentConfig, split: str) -> tuple[str, dict]:
     """``(key, description)``: the cache key and the human-readable facts it was computed from."""
-    from .data import datasets as datasets_module
-    from .models import backbone as backbone_module
+    from . import datasets as datasets_module
+    from ..models import backbone as backbone_module
 
     backbone = getattr(model, "backbone", None)
     if backbone is None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.bbtnet import LITE_BACKBONE, VARIANCES, BBTNet, BBTNetDetector, normalize_panel, prior_boxes
+from .bbtnet import LITE_BACKBONE, VARIANCES, BBTNet, BBTNetDetector, normalize_panel, prior_boxes
 
 __all__ = ["bbtnet_loss", "GroundTruthPanels", "FinetuneResult", "finetune_bbtnet", "compare_detectors"]
 
@@ -148,8 +148,8 @@ def compare_detectors(data_root: str | Path, series: Sequence[str], model: BBTNe
     data set's own (simulated detector) annotation files, after the kit's filter at each confidence threshold."""
     import pandas as pd
 
-    from .data.comics import Annotations, read_annotations
-    from .detect import confidence_sweep, read_ground_truth, run_detector
+    from ..data.comics import Annotations, read_annotations
+    from .run import confidence_sweep, read_ground_truth, run_detector
 
     root = Path(data_root)
     gt = read_ground_truth(root / "ground_truth.csv")

@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .models.sequence import kl_normal, reparameterize
+from ..models.sequence import kl_normal, reparameterize
 
 __all__ = [
     "reparameterize",

@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import metrics as M
-from .config import REPO_ROOT, ExperimentConfig, resolve_path
-from .data.shuffle import derangement_across_groups, swap_context
-from .runs import checkpoint_step, latest_run, latest_runs, seed_run_name
-from .storage import atomic_torch_save
+from ..config import REPO_ROOT, ExperimentConfig, resolve_path
+from ..data.shuffle import derangement_across_groups, swap_context
+from ..runs import checkpoint_step, latest_run, latest_runs, seed_run_name
+from ..storage import atomic_torch_save
 
 __all__ = [
     "evaluate_run",
@@ -168,7 +168,7 @@ def generate_faces(model: nn.Module, panels: torch.Tensor, mask: torch.Tensor, m
     ``extra``: the context exemplars of the batch for the exemplar variant (adds "attn", "exemplar").
     ``masked_pos``: index of the masked panel along S (-1 chronological, 0 for data.panel_order=masked_first).
     ``feats``: the panels' frozen-backbone features (B, S, F[, h, w]) when known; the backbone is then skipped."""
-    from .models.sequence import reparameterize
+    from ..models.sequence import reparameterize
 
     mu, log_sigma = model.encode(panels) if feats is None else model.encode_features(feats)  # (B, latent) each
     z = reparameterize(mu, log_sigma, generator=generator) if sample_z else mu
@@ -332,7 +332,7 @@ def eval_context(cfg: ExperimentConfig, split: str, max_samples: int | None, see
     """The evaluated samples of ``split``: dataset, indices (seeded subset), series, shuffling partners,
     ground-truth characters and whether the target character is in a context panel (True / False / None =
     unknown target)."""
-    from .data.datasets import PanelSequenceDataset, match_ground_truth
+    from ..data.datasets import PanelSequenceDataset, match_ground_truth
 
     ds = PanelSequenceDataset.from_config(cfg.data, split=split, return_gt_panel=return_gt_panel, augment=False)
     if len(ds) == 0:
@@ -478,7 +478,7 @@ def evaluate_run(
     """
     import pandas as pd
 
-    from .train import load_run
+    from ..runs import load_run
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -500,12 +500,12 @@ def evaluate_run(
     masked_pos = -1 if cfg.data.panel_order == "chronological" else 0
     exemplars = None
     if cfg.model.variant == "ssuper_exemplar":
-        from .exemplars import load_or_build_exemplars
+        from ..preprocess.exemplars import load_or_build_exemplars
 
         exemplars = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size)
     feats = None  # frozen backbone: its features of the split, computed once and shared by every run (disk cache)
     if cfg.model.freeze_backbone and cfg.train.cache_features and getattr(model, "backbone", None) is not None:
-        from .features import load_or_compute_features
+        from ..data.features import load_or_compute_features
 
         # default batch size, as training: the cached values must not depend on which caller computed them
         feats = load_or_compute_features(model, ds, cfg, split, dev, progress=progress).feats
@@ -543,7 +543,7 @@ def evaluate_run(
             if partners is not None:
                 f_shuf = swap_context(f_true, feats[torch.as_tensor(indices[partners[pos]])].to(dev), masked_pos, dim=1)
         if exemplars is not None:
-            from .exemplars import exemplar_fields
+            from ..preprocess.exemplars import exemplar_fields
 
             ds_idx = torch.as_tensor(indices[pos])
             extra = {k: v.to(dev) for k, v in exemplar_fields(exemplars, ds_idx).items()}
@@ -634,7 +634,7 @@ def evaluate_run(
         per["attn_choice"] = attn.argmax(1) - 1  # -1 = null
         per["attn_max"] = attn.max(1)
         if ctx["have_gt"]:
-            from .exemplars import candidate_characters
+            from ..preprocess.exemplars import candidate_characters
 
             cc = candidate_characters(exemplars.subset(indices), [ds.samples[i] for i in indices],
                                       resolve_path(cfg.data.ground_truth_path))
@@ -662,7 +662,7 @@ def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0
     scoring as :func:`evaluate_run` (same seed -> same subset, same context partners, same identity
     classifiers). The oracle needs synthetic ground truth and is skipped without it."""
     from . import baselines as B
-    from .exemplars import candidate_characters, load_or_build_exemplars
+    from ..preprocess.exemplars import candidate_characters, load_or_build_exemplars
 
     t0 = time.perf_counter()
     ecfg = cfg.eval
@@ -677,7 +677,7 @@ def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0
     ex = ex_all.subset(indices)
     true = torch.stack([ds[int(i)]["face"] for i in indices])  # (n, 3, F, F) in [-1, 1]
     true_u8 = M.to_uint8(true)
-    from .data.datasets import PanelSequenceDataset
+    from ..data.datasets import PanelSequenceDataset
 
     train_faces = _training_faces(PanelSequenceDataset.from_config(cfg.data, split="train", augment=False), cache_dir)
     mean_face = B.mean_training_face(train_faces)
@@ -721,7 +721,7 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
     """The Siamese embedder of the label-free identity metric: ``eval.siamese_weights`` (a kit checkpoint or
     the original's whole-model pickle, loaded safely), else one trained on the training series' ground-truth
     identities of a synthetic data set (cached). None when neither is possible (reason in the second value)."""
-    from .models.siamese import load_original_siamese, load_siamese
+    from ..models.siamese import load_original_siamese, load_siamese
 
     w = cfg.eval.siamese_weights
     if w:
@@ -733,9 +733,9 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
     gt = cfg.data.ground_truth_path
     if not gt or not resolve_path(gt).is_file():
         return None, "no Siamese weights (eval.siamese_weights) and no synthetic ground truth to train one"
-    from .data.datasets import read_split
-    from .preprocess import split_path
-    from .siamese import cached_siamese, synthetic_identity_faces
+    from ..data.datasets import read_split
+    from ..preprocess.sequences import split_path
+    from ..identity.siamese_training import cached_siamese, synthetic_identity_faces
 
     data_root = resolve_path(cfg.data.sequence_path).parent
     cache_dir = Path(cache_dir) if cache_dir is not None else data_root / "eval_cache"
@@ -749,7 +749,7 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
 def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0) -> dict:
     """Add the label-free identity metric (``lf_top1``, ``lf_mrr``, ``lf_verify``, ...) to every row that has
     saved faces, and return its validation against ground-truth identity accuracy (Spearman rho over the rows)."""
-    from .identity import embed, label_free_identity, validate_against_identity
+    from ..identity.label_free import embed, label_free_identity, validate_against_identity
 
     true_emb: dict[str, torch.Tensor] = {}  # the rows of a table share their true faces: embed them once
     for r in rows:
@@ -1035,7 +1035,7 @@ def write_results(rows: Sequence[dict], stats_dir: str | Path = "data_stats", fi
     (the display table of ``table_rows``, default ``rows``, and the notes) and the rendered PNG figures/<figure_name>.png."""
     import pandas as pd
 
-    from .viz import save_figure
+    from ..viz import save_figure
 
     stats_dir, figures_dir = resolve_path(stats_dir), resolve_path(figures_dir)
     stats_dir.mkdir(parents=True, exist_ok=True)
@@ -1154,8 +1154,8 @@ class RunBrowser:
     dataset: Any = field(init=False)
 
     def __post_init__(self):
-        from .data.datasets import PanelSequenceDataset
-        from .train import load_run
+        from ..data.datasets import PanelSequenceDataset
+        from ..runs import load_run
 
         self.run_dir = Path(self.run_dir)
         self.cfg, self.model = load_run(self.run_dir, device=str(_device(self.device)))
@@ -1163,7 +1163,7 @@ class RunBrowser:
         self.dataset = PanelSequenceDataset.from_config(self.cfg.data, split=self.split, return_gt_panel=True)
         self.exemplars = None
         if self.cfg.model.variant == "ssuper_exemplar":
-            from .exemplars import load_or_build_exemplars
+            from ..preprocess.exemplars import load_or_build_exemplars
 
             self.exemplars = load_or_build_exemplars(self.cfg.data, self.dataset.samples, self.cfg.model.exemplar_k,
                                                      self.cfg.model.exemplar_ctx_size)
@@ -1173,14 +1173,14 @@ class RunBrowser:
 
     @torch.no_grad()
     def view(self, index: int) -> dict:
-        from .models.discriminator import paste_faces
+        from ..models.discriminator import paste_faces
 
         item = self.dataset[index]
         dev = next(self.model.parameters()).device
         panels = item["panels"][None].to(dev)
         extra = None
         if self.exemplars is not None:
-            from .exemplars import exemplar_fields
+            from ..preprocess.exemplars import exemplar_fields
 
             extra = {k: v.to(dev) for k, v in exemplar_fields(self.exemplars, torch.tensor([index])).items()}
         out = generate_faces(self.model, panels, item["mask"][None].to(dev), item["mask_coords"][None].to(dev), extra=extra,
@@ -1247,7 +1247,7 @@ def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int 
     """Evaluate runs, the baselines (on the data of the first run's config, same samples and seed) and
     aggregate training seeds. Returns {"runs": one row per run, "baselines": [...], "table": the rows to show
     (multi-seed models aggregated by :func:`aggregate_seeds`, then baselines and oracle)}."""
-    from .train import load_run
+    from ..runs import load_run
 
     run_rows = evaluate_runs(run_dirs, reuse=reuse, split=split, seed=seed, progress=progress, **kwargs)
     base_rows: list[dict] = []
@@ -1319,7 +1319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .viz import save_figure
+    from ..viz import save_figure
 
     fig = plot_context_gain(result["table"])
     paths["gain"] = save_figure(fig, "05_context_gain", out_dir=resolve_path(args.figures))[0]

@@ -38,10 +38,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import DataConfig, resolve_path
-from .data.comics import Box, SequenceSample, list_panels, list_series, natural_key, read_annotations, write_sequences
-from .data.datasets import holdout_val_series, split_samples, split_series
-from .detect import filter_annotations
+from ..config import DataConfig, resolve_path
+from ..data.comics import Box, SequenceSample, list_panels, list_series, natural_key, read_annotations, write_sequences
+from ..data.datasets import holdout_val_series, split_samples, split_series
+from ..detect.run import filter_annotations
 
 __all__ = [
     "square_face_box",
@@ -449,7 +449,7 @@ def plot_sequence_preview(dataset, indices: Sequence[int]) -> "plt.Figure":  # n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .config import load_config
+    from ..config import load_config
 
     p = argparse.ArgumentParser(prog="python -m ssuper_lib.preprocess",
                                 description="Build sequences, face crops and the series split from detector boxes.")

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import DataConfig, resolve_path
-from .storage import atomic_torch_save
+from ..config import DataConfig, resolve_path
+from ..storage import atomic_torch_save
 
 __all__ = [
     "ExemplarSet",
@@ -132,9 +132,9 @@ def build_exemplars(data_cfg: DataConfig, samples: Sequence, k_per_panel: int = 
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from .data.comics import read_annotations
-    from .detect import filter_panel_boxes
-    from .preprocess import square_face_box
+    from ..data.comics import read_annotations
+    from ..detect.run import filter_panel_boxes
+    from .sequences import square_face_box
 
     t0 = time.perf_counter()
     F = int(data_cfg.face_size)
@@ -278,7 +278,7 @@ def candidate_characters(ex: ExemplarSet, samples: Sequence, gt_csv: str | Path,
     IoU >= ``iou_thold``). Synthetic data only; for the oracle baseline and the attention diagnostics."""
     import pandas as pd
 
-    from .detect import box_iou
+    from ..detect.run import box_iou
 
     df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
     by_panel = {p: (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["character"].tolist())

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .models.siamese import (DIFFERENT, MARGIN, SAME, SAME_THRESHOLD, SiameseNetwork, contrastive_loss, embed_faces,
+from ..models.siamese import (DIFFERENT, MARGIN, SAME, SAME_THRESHOLD, SiameseNetwork, contrastive_loss, embed_faces,
                              faces_to_unit, load_original_siamese, load_siamese, pair_distance, save_siamese)
 
 __all__ = [
@@ -136,7 +136,7 @@ def synthetic_identity_faces(data_root: str | os.PathLike, series: Sequence[str]
     import pandas as pd
     from PIL import Image
 
-    from .preprocess import square_face_box
+    from ..preprocess.sequences import square_face_box
 
     root = Path(data_root)
     gt_path = root / "ground_truth.csv"
@@ -164,7 +164,7 @@ def synthetic_identity_faces(data_root: str | os.PathLike, series: Sequence[str]
 
 def split_by_series(faces: IdentityFaces, test_fraction: float = 0.25) -> tuple[IdentityFaces, IdentityFaces]:
     """(train, test): the last ``test_fraction`` of the series in natural order are held out."""
-    from .data.comics import natural_key
+    from ..data.comics import natural_key
 
     series = sorted(set(faces.series), key=natural_key)
     n_test = max(1, int(round(test_fraction * len(series))))
@@ -289,7 +289,7 @@ def train_siamese(
                     train=train.summary(), val=val.summary() if val is not None else None, device=str(dev))
     run_dir = None
     if out_dir is not None:
-        from .train import make_run_dir
+        from ..runs import make_run_dir
 
         run_dir = make_run_dir(out_dir, name)
         (run_dir / "config.json").write_text(json.dumps(settings, indent=2) + "\n")

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .comics import Box, natural_key, write_annotation_file
+from ..comics import Box, natural_key, write_annotation_file
 
 __all__ = ["GENERATOR_VERSION", "generate", "main", "CAST_PALETTES"]
 

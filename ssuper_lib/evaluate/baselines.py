@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .exemplars import ExemplarSet
+from ..preprocess.exemplars import ExemplarSet
 
 __all__ = ["BASELINES", "mean_training_face", "baseline_faces", "nearest_context_index", "random_context_index",
            "oracle_context_index", "THUMB"]

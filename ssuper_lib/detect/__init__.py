@@ -1,0 +1,3 @@
+"""Face detection: ``python -m ssuper_lib.detect``."""
+
+from .run import *  # noqa: F401,F403

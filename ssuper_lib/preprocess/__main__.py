@@ -1,0 +1,5 @@
+import sys
+
+from .sequences import main
+
+sys.exit(main())
