@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .classifier import random_shift
 from ..models.siamese import (DIFFERENT, MARGIN, SAME, SAME_THRESHOLD, SiameseNetwork, contrastive_loss, embed_faces,
                              faces_to_unit, load_original_siamese, load_siamese, pair_distance, save_siamese)
 
@@ -220,14 +221,9 @@ class PairDataset(Dataset):
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random shift by up to 1/16 of the side (reflect padding) and brightness x[0.9, 1.1]; x in [0, 1]."""
-    B, _, H, W = x.shape
-    p = max(1, H // 16)
-    pad = F.pad(x, (p, p, p, p), mode="reflect")
-    dy = torch.randint(0, 2 * p + 1, (B,), generator=gen)
-    dx = torch.randint(0, 2 * p + 1, (B,), generator=gen)
-    out = torch.stack([pad[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
-    return (out * (0.9 + 0.2 * torch.rand(B, 1, 1, 1, generator=gen))).clamp(0, 1)
+    """Random shift (:func:`random_shift`) and brightness x[0.9, 1.1]: (B, 3, H, W) in [0, 1] -> same."""
+    out = random_shift(x, gen)
+    return (out * (0.9 + 0.2 * torch.rand(x.shape[0], 1, 1, 1, generator=gen))).clamp(0, 1)
 
 
 # --------------------------------------------------------------------------------------------------
