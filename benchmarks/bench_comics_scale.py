@@ -9,7 +9,7 @@ for 3,958 series (panel counts drawn around the real mean of ~311 per series, 1,
 4-8 panels) and detector-style ``annotations/<series>.txt``. The 1.23 M panel files are hard links to a pool
 of 48 real synthetic JPEG panels (sizes around the real statistics), so the directory listing and every
 image-header read is real while the disk holds only the pool. The annotation lines imitate the detector
-(REFERENCE.md 4.1; DESIGN.md 3): ~55% of panels hold 1-3 faces with confidences 0.9-1.0, each face has a
+(docs/original.md 4.1; docs/design.md 3): ~55% of panels hold 1-3 faces with confidences 0.9-1.0, each face has a
 30% chance of a jittered duplicate (removed by NMS) and a 20% chance of a low-confidence false positive
 (removed by the 0.9 threshold); some faces are smaller than the 32 px size rule.
 
@@ -23,7 +23,7 @@ else shares the machine) and its peak RSS (``ru_maxrss``). The page cache is war
 just written or read; by default the tree lives on tmpfs, ``/dev/shm``, where creating 1.23 M links takes
 ~40 s instead of ~30 min on a VM disk); on a cold network disk the listing and header reads take longer.
 
-Writes ``data_stats/bench_comics_scale.csv`` and prints the table. Target (issue 13): the 100% run in
+Writes ``data_stats/bench_comics_scale.csv`` and prints the table. Target: the 100% run in
 <= 2 minutes on a 2-core machine.
 """
 

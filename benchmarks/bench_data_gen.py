@@ -4,7 +4,7 @@
     python benchmarks/bench_data_gen.py --series 8    # smaller
     python benchmarks/bench_data_gen.py --quick       # 8 series
 
-Targets (issue 2): generation of 40 series (>= 5,000 panels) in <= 2 minutes on 2 cores, scan >= 2,000
+Targets: generation of 40 series (>= 5,000 panels) in <= 2 minutes on 2 cores, scan >= 2,000
 panels/s on 2 cores. The dataset is written to a temporary folder that is removed afterwards.
 
 Writes rows (benchmark, value, unit, detail) to data_stats/bench_data.csv, replacing only this script's

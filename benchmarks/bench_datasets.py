@@ -7,7 +7,7 @@
 
 Writes rows into data_stats/bench_data.csv (columns benchmark, value, unit, detail), replacing only this
 script's rows (other benchmarks write into the same file), and prints a table.
-Targets (issue 3): >= 100 samples/s per worker; preprocessing of 40 series <= 60 s.
+Targets: >= 100 samples/s per worker; preprocessing of 40 series <= 60 s.
 """
 
 from __future__ import annotations

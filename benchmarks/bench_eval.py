@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ssuper_lib.evaluate import fid as FID
 from ssuper_lib.evaluate import metrics as M
 from ssuper_lib.config import resolve_path
 
@@ -42,7 +43,7 @@ def _random_inception_weights(path: Path) -> None:
     inc.load_state_dict_from_url = lambda *a, **k: {}
     inc.FeatureExtractorInceptionV3.load_state_dict = lambda self, sd: None
     try:
-        net = inc.FeatureExtractorInceptionV3(M.INCEPTION_NAME, ["2048"])
+        net = inc.FeatureExtractorInceptionV3(FID.INCEPTION_NAME, ["2048"])
     finally:
         inc.load_state_dict_from_url, inc.FeatureExtractorInceptionV3.load_state_dict = real_url, real_load
     torch.save(net.state_dict(), path)
@@ -70,13 +71,13 @@ def main(argv=None) -> pd.DataFrame:
     add("ssim_per_image (skimage)", len(real), _time(lambda: M.ssim_per_image(fake, real), repeats=2))
     add("psnr_original_protocol (batch 64)", len(real), _time(lambda: M.psnr_original_protocol(fake, real)))
 
-    name = M.register_pixel_pool_extractor()
+    name = FID.register_pixel_pool_extractor()
     add("features ssuper-pixpool8", len(real),
-        _time(lambda: M.extract_features(real, feature_extractor=name, batch_size=64)),
+        _time(lambda: FID.extract_features(real, feature_extractor=name, batch_size=64)),
         "tiny plumbing extractor; its distance is never reported as FID")
 
     n_inc = args.inception_faces
-    weights = M.resolve_inception_weights(None, allow_download=False)
+    weights = FID.resolve_inception_weights(None, allow_download=False)
     with tempfile.TemporaryDirectory() as tmp:
         if weights.available:
             path, note = weights.path, f"torch-fidelity Inception ({weights.source})"
@@ -84,7 +85,7 @@ def main(argv=None) -> pd.DataFrame:
             path, note = str(Path(tmp) / "random_inception.pth"), "Inception architecture, random weights (throughput only)"
             _random_inception_weights(Path(path))
         add("features inception-v3-compat (2048)", n_inc,
-            _time(lambda: M.extract_features(real[:n_inc], weights_path=path, batch_size=32), repeats=1), note)
+            _time(lambda: FID.extract_features(real[:n_inc], weights_path=path, batch_size=32), repeats=1), note)
 
     df = pd.DataFrame(rows)
     out = resolve_path(args.out)

@@ -101,7 +101,7 @@ def _train_worker(side: str, conn, orig: str, batch_path: str, threads: int, tmp
     if side == "kit":
         sys.path.insert(0, str(REPO))
         from ssuper_lib.config import load_config
-        from ssuper_lib.models.ssuper import build_model
+        from ssuper_lib.models import build_model
         from ssuper_lib.train import OBJECTIVES, _Dist
 
         cfg = load_config(REPO / KIT_CONFIG, KIT_OVERRIDES)

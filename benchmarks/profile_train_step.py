@@ -4,9 +4,10 @@
     python benchmarks/profile_train_step.py --device cuda   # the same on a GPU (adds CUDA kernel times)
     python benchmarks/profile_train_step.py --rows 40 --sort cpu_time_total
 
-Two warm-up iterations, then one profiled ``GANObjective.step`` on a fixed random batch. This is how the
-costs named in issue 13 were found: at the start, the EfficientNet's Python Swish (``SwishImplementation``
-forward and backward, ~25% of the CPU time), unfused padding copies and NCHW depthwise convolutions.
+Two warm-up iterations, then one profiled ``GANObjective.step`` on a fixed random batch. It is how the
+kit's training costs were found: the EfficientNet's Python Swish (``SwishImplementation`` forward and
+backward, ~25% of the CPU time), unfused padding copies and NCHW depthwise convolutions (docs/performance.md
+says what the kit uses instead).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ssuper_lib.config import load_config  # noqa: E402
-from ssuper_lib.models.ssuper import build_model  # noqa: E402
+from ssuper_lib.models import build_model  # noqa: E402
 from ssuper_lib.train import OBJECTIVES, _amp_dtype, _Dist  # noqa: E402
 
 

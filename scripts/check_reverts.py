@@ -1,8 +1,8 @@
 """Revert each documented fix in a scratch copy of the kit and check that its tests notice.
 
-Every line of the README's "Differences from the original code" has a patch ``tests/reverts/<id>.patch``
-that puts the original's behaviour back (a few lines). The lines before the diff name the tests that must
-then fail::
+Every fix listed in docs/differences.md ("Differences from the original code") has a patch
+``tests/reverts/<id>-<what>.patch`` that puts the original's behaviour back (a few lines). The lines before
+the diff name the tests that must then fail::
 
     # R8.1: the local discriminator of the global trainers is zeroed instead of stepped
     # expect-fail: tests/test_train.py::test_every_discriminator_steps

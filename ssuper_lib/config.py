@@ -11,7 +11,7 @@ Overrides use the same dotted names everywhere (notebooks and command line)::
 Every problem is an error that names the file, the key and what was expected: an unknown key (a typo
 is never silently ignored), a wrong type, or an out-of-range value.
 
-Differences from the original code (REFERENCE.md 6): the original read untracked YAMLs into namedtuples
+Differences from the original code (docs/original.md 6): the original read untracked YAMLs into namedtuples
 through a module that raised unless the working directory matched one of five personal paths; here
 every key is declared, documented in the shipped YAML files, and validated.
 """
@@ -79,7 +79,7 @@ def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.devi
 
 @dataclass
 class DataConfig:
-    """Where the panels, detections and sequences live, and how samples are built (REFERENCE.md 3)."""
+    """Where the panels, detections and sequences live, and how samples are built (docs/original.md 3)."""
 
     panel_path: str = "data/synthetic/panels"  # root holding <series>/<page>_<panel>.jpg
     annot_path: str = "data/synthetic/annotations"  # folder of <series>.txt detector files
@@ -113,7 +113,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Architecture of one SSuperGAN variant (REFERENCE.md 1)."""
+    """Architecture of one SSuperGAN variant (docs/original.md 1)."""
 
     variant: str = "ssupergan"  # ssupervae | ssupergan | ssuperglobalgan | ssupervae_ca | ssuper_exemplar (beyond the original)
     backbone: str = "efficientnet-b5"  # efficientnet-b0..b7 | efficientnet-lite0
@@ -155,7 +155,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Objective, optimisation and run bookkeeping (REFERENCE.md 2 and 6)."""
+    """Objective, optimisation and run bookkeeping (docs/original.md 2 and 6)."""
 
     batch_size: int = 32  # samples per step (per process under DDP)
     epochs: int = 200  # passes over the training split (ignored when max_steps > 0)
@@ -168,7 +168,7 @@ class TrainConfig:
     grad_clip: float = 100.0  # max gradient norm per part (0 = off)
     kl_weight: float = 1.0  # weight of KL(q(z|panels) || N(0, I))
     kl_anneal_steps: int = 0  # linear KL warm-up steps (0 = off)
-    sample_z: bool = True  # train on z ~ q(z | panels); false: z = mu (the original's no-KL global trainer, REFERENCE.md 2.4a)
+    sample_z: bool = True  # train on z ~ q(z | panels); false: z = mu (the original's no-KL global trainer, docs/original.md 2.4a)
     recon_loss: str = "gaussian_nll"  # gaussian_nll | sse | l1
     recon_weight: float = 1.0  # reconstruction weight in the encoder/VAE loss
     gen_recon_weight: float = 0.1  # reconstruction weight in the generator loss (original: NLL / 10)
@@ -203,7 +203,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation protocols (DESIGN.md 7)."""
+    """Evaluation protocols (docs/design.md 7)."""
 
     batch_size: int = 64  # faces per forward pass (also the original protocol's batch)
     n_bootstrap: int = 1000  # bootstrap resamples for confidence intervals

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import REPO_ROOT
+from .config import REPO_ROOT, load_config
+from .runs import latest_run, seed_run_name
 
 __all__ = ["DEMO_CONFIGS", "IPC_KERNEL_MANAGER", "run_demo", "main"]
 
@@ -90,9 +91,6 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
 
 def _finished_run(config: str, seed: int = 0) -> Path | None:
     """The newest run of ``config`` and training ``seed`` that finished (``done.json``: max steps or early stop), or None."""
-    from .config import load_config
-    from .runs import latest_run, seed_run_name
-
     cfg = load_config(config)
     run = latest_run(seed_run_name(cfg.name, seed), "runs")
     if run is None:

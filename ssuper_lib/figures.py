@@ -13,15 +13,26 @@ Global Recon (G(mu) pasted into panel 3) and Recon (G(mu) at 64x64). The generat
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from .config import resolve_path
-from .models.ssuper import PART_NAMES
+from .data import stats
+from .data.datasets import PanelSequenceDataset, match_ground_truth
+from .detect import plot_detection_evaluation
+from .evaluate import (generate_faces, model_label, plot_context_gain, plot_results_table, results_table,
+                       training_faces)
+from .evaluate import baselines as B
+from .models.discriminator import paste_faces
+from .models.summary import PART_NAMES
+from .preprocess.exemplars import candidate_characters, exemplar_fields, load_or_build_exemplars
+from .runs import eval_cache_dir, load_run, read_metrics
 from .viz import save_figure
 
 __all__ = [
@@ -51,13 +62,6 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
     The sequences are chosen from the test split by ``seed`` alone, so every run on the same data shows
     the same sequences. Returns ``runs/<run>/eval/recon_examples.npz`` (kept when present, unless ``overwrite``).
     """
-    import torch
-
-    from .data.datasets import PanelSequenceDataset
-    from .evaluate.suite import generate_faces, model_label
-    from .models.discriminator import paste_faces
-    from .runs import load_run
-
     run_dir = Path(run_dir)
     out_path = run_dir / "eval" / RECON_FILE
     if out_path.is_file() and not overwrite:
@@ -73,14 +77,12 @@ def export_recon_examples(run_dir: str | Path, n: int = 6, seed: int = 0, overwr
     masks = torch.stack([it["mask"] for it in items])
     extra, arrays = None, {}
     if cfg.model.variant == "ssuper_exemplar":
-        from .preprocess.exemplars import exemplar_fields, load_or_build_exemplars
-
         ex = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size)
         extra = exemplar_fields(ex, torch.as_tensor(idx))
         arrays = {"cand_face": ex.cand_face[torch.as_tensor(idx)].permute(0, 1, 3, 4, 2).numpy(),
                   "cand_valid": ex.cand_valid[torch.as_tensor(idx)].numpy()}
     with torch.no_grad():
-        mpos = -1 if cfg.data.panel_order == "chronological" else 0  # index of the masked panel
+        mpos = cfg.data.masked_index  # index of the masked panel
         out = generate_faces(model, panels, masks, coords, extra=extra, masked_pos=mpos)
         recon = out["face"].clamp(-1, 1)  # (n, 3, 64, 64)
         pasted = paste_faces(panels[:, mpos], recon, coords)  # (n, 3, H, W)
@@ -111,17 +113,8 @@ def _example_indices(n_total: int, n: int, seed: int) -> np.ndarray:
 
 
 def export_baseline_examples(cfg, out_dir: str | Path = "runs/baselines", n: int = 6, seed: int = 0) -> Path:
-    """The baselines' faces (:mod:`ssuper_lib.baselines`) on the same fixed test sequences as
+    """The baselines' faces (:mod:`ssuper_lib.evaluate.baselines`) on the same fixed test sequences as
     :func:`export_recon_examples`, one ``<out_dir>/<name>/eval/recon_examples.npz`` each; returns ``out_dir``."""
-    import torch
-
-    from .evaluate import baselines as B
-    from .config import resolve_path
-    from .data.datasets import PanelSequenceDataset, match_ground_truth
-    from .evaluate.suite import _training_faces
-    from .preprocess.exemplars import candidate_characters, load_or_build_exemplars
-    from .models.discriminator import paste_faces
-
     out_dir = resolve_path(out_dir)
     ds = PanelSequenceDataset.from_config(cfg.data, "test")
     idx = _example_indices(len(ds), n, seed)
@@ -129,8 +122,8 @@ def export_baseline_examples(cfg, out_dir: str | Path = "runs/baselines", n: int
     panels = torch.stack([it["panels"] for it in items])
     coords = torch.stack([it["mask_coords"] for it in items])
     ex = load_or_build_exemplars(cfg.data, ds.samples, cfg.model.exemplar_k, cfg.model.exemplar_ctx_size).subset(idx)
-    cache = resolve_path(cfg.data.sequence_path).parent / "eval_cache"
-    mean = B.mean_training_face(_training_faces(PanelSequenceDataset.from_config(cfg.data, "train"), cache))
+    cache = eval_cache_dir(cfg)
+    mean = B.mean_training_face(training_faces(PanelSequenceDataset.from_config(cfg.data, "train"), cache))
     samples = [ds.samples[int(i)] for i in idx]
     gt = cfg.data.ground_truth_path
     kw: dict = {"seed": seed}
@@ -197,8 +190,6 @@ def plot_recon_grid(examples: Sequence[dict[str, np.ndarray]], max_rows: int = 6
 
 
 def _wrap(text: str, width: int = 18) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text.replace("Baseline: ", ""), width)) or text
 
 
@@ -258,8 +249,6 @@ def plot_parameter_breakdown(summary: pd.DataFrame) -> plt.Figure:
 
 def plot_training_curves(run_dirs: Sequence[str | Path], keys: Sequence[str] = ("recon", "kl", "d_local", "g_adv")) -> plt.Figure:
     """One panel per loss, one line per run (from each run's ``metrics.jsonl``)."""
-    from .runs import read_metrics
-
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.0), squeeze=False)
     for run in run_dirs:
         records = read_metrics(run)
@@ -286,10 +275,6 @@ def regenerate_all(
 ) -> list[Path]:
     """Redraw every figure from artifacts; returns the written paths. Missing artifacts raise with the
     notebook that makes them."""
-    from .data import stats
-    from .detect.run import plot_detection_evaluation
-    from .evaluate.suite import plot_context_gain, plot_results_table, results_table
-
     sd, fd = resolve_path(stats_dir), resolve_path(figures_dir)
 
     def need(name: str, notebook: str) -> Path:
@@ -327,9 +312,7 @@ def regenerate_all(
         examples = [load_recon_examples(r) for r in runs]
         bdir = resolve_path(baselines_dir) if baselines_dir else None
         if bdir is not None and bdir.is_dir():
-            from .evaluate.baselines import BASELINES
-
-            examples += [load_recon_examples(bdir / name) for name in BASELINES if (bdir / name / "eval" / RECON_FILE).is_file()]
+            examples += [load_recon_examples(bdir / name) for name in B.BASELINES if (bdir / name / "eval" / RECON_FILE).is_file()]
         save(plot_recon_grid(examples), "06_reconstructions")
         for ex in examples:
             if "attn" in ex:

@@ -1,4 +1,4 @@
-"""COMICS / Golden Age IO in the original on-disk formats (REFERENCE.md 3.1)."""
+"""COMICS / Golden Age IO in the original on-disk formats (docs/original.md 3.1)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ ORIGINAL_ANNOTATIONS = """\
 593/30_1.jpg 5 5 40 40 0.95
 """
 
-# Hand-made sequence JSON in the original format (the notebook example of REFERENCE.md 3.1).
+# Hand-made sequence JSON in the original format (the notebook example of docs/original.md 3.1).
 ORIGINAL_SEQUENCES = {
     "1": [
         ["593/29_6.jpg", "593/30_0.jpg", "593/30_1.jpg"],

@@ -25,7 +25,7 @@ def _smooth_image(W: int, H: int, seed: int) -> Image.Image:
 
 @pytest.fixture
 def handmade(tmp_path) -> tuple[Path, Path]:
-    """Panels + a sequence JSON written by hand in the original format (REFERENCE.md 3.1 example)."""
+    """Panels + a sequence JSON written by hand in the original format (docs/original.md 3.1 example)."""
     root = tmp_path / "panels"
     sizes = {"593/29_6.jpg": (561, 503), "593/30_0.jpg": (503, 640), "593/30_1.jpg": (1200, 900)}
     for i, (rel, (W, H)) in enumerate(sizes.items()):
@@ -183,7 +183,7 @@ NO_NATIVE = "the loader's C helpers were not built here (no C compiler or libjpe
 
 @pytest.fixture
 def cfg_300(tiny_synthetic, tmp_path) -> DataConfig:
-    """The tiny synthetic set preprocessed into a sequence JSON for 300x300 panels (the README's size)."""
+    """The tiny synthetic set preprocessed into a sequence JSON for 300x300 panels (the original README config's size)."""
     from ssuper_lib.preprocess import run_preprocessing
 
     cfg = DataConfig(panel_path=str(tiny_synthetic / "panels"), annot_path=str(tiny_synthetic / "annotations"),
@@ -197,8 +197,8 @@ def test_fast_decode_and_resize_match_pil(tiny_synthetic, cfg_300):
     """The loader's torch path (libjpeg-turbo decode, uint8 antialiased bilinear) reproduces PIL's
     ``Image.resize(BILINEAR, box=...)`` of the same full-resolution crop up to the kernels' edge handling (PIL's
     filter also reads pixels just outside the box, rounding between passes): >= 75% of the pixels identical (99% on most), mean difference < 0.5 grey
-    level, for the context panels and the face at the README's 300x300 (issue 13). Panels reduced 4x or more
-    are decoded at reduced size (``draft``), as before, and are not compared."""
+    level, for the context panels and the face at the original README config's 300x300. Panels reduced 4x or more
+    are decoded at reduced size (``draft``) and are not compared."""
     ds = PanelSequenceDataset.from_config(cfg_300, "all")
     assert len(ds) > 0
     compared = 0
@@ -229,7 +229,7 @@ def test_simplejpeg_and_torchvision_decoders_give_the_same_samples(tiny_syntheti
     """The loader decodes JPEGs with simplejpeg where it is installed (less per-call overhead than
     torchvision's decoder; issue 13) and falls back to torchvision: both are libjpeg-turbo with the same DCT and upsampling, so every pixel of every
     sample is the same either way, and equal to PIL's decode."""
-    import ssuper_lib.data.datasets as D
+    import ssuper_lib.data.decode as D
     from ssuper_lib.preprocess import run_preprocessing
 
     assert D._simplejpeg() is not None, "simplejpeg is a dependency of the kit"
@@ -284,7 +284,7 @@ def test_rectangle_decoder_gives_the_whole_decode_pixels():
     upsampling has no left neighbour there)."""
     import simplejpeg
 
-    import ssuper_lib.data.datasets as D
+    import ssuper_lib.data.decode as D
 
     if D._roi_decoder() is None:
         pytest.skip(NO_NATIVE)
@@ -328,8 +328,9 @@ def test_unit_conversion_in_c_gives_torchs_values():
     torch's ``x.float().div_(127.5).sub_(1.0)``, for every byte value and odd sizes; tensors it cannot take
     (not HWC-contiguous) go through torch."""
     import ssuper_lib.data.datasets as D
+    from ssuper_lib.data.decode import _unit_converter
 
-    if D._unit_converter() is None:
+    if _unit_converter() is None:
         pytest.skip(NO_NATIVE)
     g = torch.Generator().manual_seed(0)
     every = torch.arange(256, dtype=torch.uint8).repeat(3 * 7 * 37 // 256 + 1)[: 3 * 7 * 37]
@@ -345,8 +346,8 @@ def test_unit_conversion_in_c_gives_torchs_values():
 
 def test_native_loader_gives_the_same_samples(cfg_300, monkeypatch):
     """Samples (panels, face, mask, unmasked panel) are the same, value for value, whether the loader uses its
-    C helpers (rectangle decoding, conversion) or not, at the README's 300x300 and at a non-square size."""
-    import ssuper_lib.data.datasets as D
+    C helpers (rectangle decoding, conversion) or not, at the original README config's 300x300 and at a non-square size."""
+    import ssuper_lib.data.decode as D
 
     if D._native() is None:
         pytest.skip(NO_NATIVE)
@@ -365,7 +366,7 @@ def test_native_loader_gives_the_same_samples(cfg_300, monkeypatch):
 def test_loaded_panels_do_not_alias_the_decode_buffer(tiny_synthetic, cfg_300):
     """The rectangle decoder reuses one buffer per thread; what ``_load_panel`` returns must not be a view of
     it, also when the crop needs no resize (crop size == panel size), or the next panel would overwrite it."""
-    import ssuper_lib.data.datasets as D
+    import ssuper_lib.data.decode as D
 
     if D._roi_decoder() is None:
         pytest.skip(NO_NATIVE)

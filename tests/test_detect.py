@@ -86,7 +86,7 @@ def test_annotation_file_detector_reads_original_format(tmp_path):
     panels = _panels(tmp_path, n_series=2, per_series=2)
     annot = tmp_path / "annot"
     annot.mkdir()
-    # hand-written lines in the original format (REFERENCE.md 3.1), one blank line, one malformed
+    # hand-written lines in the original format (docs/original.md 3.1), one blank line, one malformed
     (annot / "0.txt").write_text("0/0_0.jpg 3 4 40 50 0.987\n\n0/0_0.jpg 10 10 60 70 0.55\n0/0_1.jpg 1 2 3\n")
     det = AnnotationFileDetector(annot)
     assert isinstance(det, Detector)

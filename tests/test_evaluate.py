@@ -12,7 +12,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ssuper_lib.evaluate import suite as E
+from ssuper_lib import evaluate as E
+from ssuper_lib.data.pixels import to_uint8
+from ssuper_lib.evaluate import fid as FID
 from ssuper_lib.evaluate import metrics as M
 
 torch.set_num_threads(1)
@@ -63,11 +65,11 @@ def tiny_run(tmp_path_factory, tiny_synthetic) -> Path:
 
 def test_evaluate_run_offline_reports_unavailable_fid_and_the_rest(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty_hub"))  # no cached Inception
-    monkeypatch.delenv(M.WEIGHTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(FID.WEIGHTS_ENV_VAR, raising=False)
     row = E.evaluate_run(tiny_run, seed=0, allow_download=False, identity_epochs=3)
     for key in ("fid", "kid", "fid_prior", "fid_orig"):
-        assert M.is_unavailable(row[key]), f"{key} must be 'unavailable: ...' offline, got {row[key]!r}"
-    assert M.INCEPTION_FILENAME in row["fid"] and str(tmp_path / "empty_hub") in row["fid"]
+        assert FID.is_unavailable(row[key]), f"{key} must be 'unavailable: ...' offline, got {row[key]!r}"
+    assert FID.INCEPTION_FILENAME in row["fid"] and str(tmp_path / "empty_hub") in row["fid"]
     assert row["checkpoint_step"] == 20 and row["eval_seed"] == 0
     assert row["n"] > 0 and row["psnr_n"] == row["n"] and row["n_series"] == 2
     assert 5 < row["psnr"] < 40 and row["psnr_lo"] <= row["psnr"] <= row["psnr_hi"]
@@ -91,7 +93,9 @@ def test_evaluate_runs_reuses_saved_rows(tiny_run, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a saved row with unchanged checkpoint and settings must be reused")
 
-    monkeypatch.setattr(E, "evaluate_run", boom)
+    import ssuper_lib.evaluate.suite
+
+    monkeypatch.setattr(ssuper_lib.evaluate.suite, "evaluate_run", boom)
     again = E.evaluate_runs([tiny_run], reuse=True, seed=3, progress=False, **kw)[0]
     assert again["psnr"] == pytest.approx(first["psnr"])
     with pytest.raises(AssertionError):
@@ -136,18 +140,18 @@ def _stub_load_run(tiny_run, panel_index):
 
 
 def test_context_blind_model_has_exactly_zero_gain(tiny_run, monkeypatch):
-    import ssuper_lib.evaluate.suite
+    import ssuper_lib.evaluate.run
 
-    monkeypatch.setattr(ssuper_lib.evaluate.suite, "load_run", _stub_load_run(tiny_run, panel_index=-1))  # masked panel only
+    monkeypatch.setattr(ssuper_lib.evaluate.run, "load_run", _stub_load_run(tiny_run, panel_index=-1))  # masked panel only
     row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
     assert row["gain_psnr"] == 0.0 and row["gain_psnr_lo"] == 0.0 and row["gain_psnr_hi"] == 0.0
 
 
 def test_shuffled_context_comes_from_the_partner_sample(tiny_run, monkeypatch):
-    import ssuper_lib.evaluate.suite
+    import ssuper_lib.evaluate.run
     from ssuper_lib.data.datasets import PanelSequenceDataset
 
-    monkeypatch.setattr(ssuper_lib.evaluate.suite, "load_run", _stub_load_run(tiny_run, panel_index=0))  # copies panel 1
+    monkeypatch.setattr(ssuper_lib.evaluate.run, "load_run", _stub_load_run(tiny_run, panel_index=0))  # copies panel 1
     row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
     per = pd.read_csv(row["per_sample_path"])
     cfg, _ = _stub_load_run(tiny_run, 0)(tiny_run)
@@ -163,7 +167,7 @@ def test_shuffled_context_comes_from_the_partner_sample(tiny_run, monkeypatch):
 def test_cached_backbone_features_score_exactly_as_the_panels(tiny_run, monkeypatch):
     """A frozen backbone's features of the split are computed once and reused (shuffled context: the partner's
     context features with this sample's masked panel); every per-sample score equals running the backbone."""
-    import ssuper_lib.evaluate.suite
+    import ssuper_lib.evaluate.run
     from ssuper_lib.train import load_run
 
     real = load_run
@@ -177,7 +181,7 @@ def test_cached_backbone_features_score_exactly_as_the_panels(tiny_run, monkeypa
 
     rows = {}
     for flag in (False, True):
-        monkeypatch.setattr(ssuper_lib.evaluate.suite, "load_run", with_cache(flag))
+        monkeypatch.setattr(ssuper_lib.evaluate.run, "load_run", with_cache(flag))
         row = E.evaluate_run(tiny_run, allow_download=False, identity=False, prior_samples=0, n_boot=50)
         rows[flag] = pd.read_csv(row["per_sample_path"])
     assert list(rows[True]["partner"]) == list(rows[False]["partner"])
@@ -206,7 +210,7 @@ def test_cross_fit_identity_names_distinct_characters_and_caches(tmp_path):
     labels = [i % 3 for i in range(48)]
     faces = torch.stack([colours[c][:, None, None] * torch.ones(3, 64, 64) + 0.3 * torch.randn(3, 64, 64, generator=g)
                          for c in labels]).clamp(-1, 1)
-    u8 = M.to_uint8(faces)
+    u8 = to_uint8(faces)
     chars = [f"s_{c}" for c in labels]
     chars[0] = None  # unknown identity: never trained on
     wrong = torch.roll(u8, 1, dims=0)  # "generated" faces of the neighbouring sample: other character

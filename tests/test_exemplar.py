@@ -13,7 +13,7 @@ from ssuper_lib.evaluate import baselines as B
 from ssuper_lib.config import load_config
 from ssuper_lib.data.comics import read_annotations, read_sequences
 from ssuper_lib.preprocess.exemplars import build_exemplars, candidate_characters, load_or_build_exemplars
-from ssuper_lib.models.ssuper import ORIGINAL_VARIANTS, build_model, count_parameters
+from ssuper_lib.models import ORIGINAL_VARIANTS, build_model, count_parameters
 
 torch.set_num_threads(1)
 

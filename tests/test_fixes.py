@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ssuper_lib.config import load_config
-from ssuper_lib.models.ssuper import build_model
+from ssuper_lib.models import build_model
 from ssuper_lib.train import OBJECTIVES, _Dist
 
 CI = {
@@ -161,7 +161,7 @@ def test_ca_critics_are_trained_against_the_generator():
 def test_ca_gradient_penalty_real_sample_is_the_true_panel(monkeypatch):
     """R8.5: the global critic's real sample (in its loss and in the gradient penalty) is the unmasked
     ground-truth panel, not the masked input panel."""
-    import ssuper_lib.train.loop as train_mod
+    import ssuper_lib.train.objectives as train_mod
 
     calls = []
     real_gp = train_mod.gradient_penalty
@@ -250,7 +250,7 @@ def test_no_cuda_only_calls_in_the_library():
 def test_no_loss_threshold_skips_a_discriminator_step(monkeypatch):
     """R8.7: the discriminators step every iteration, however small their loss (the original skipped the
     D update while its loss was below -ln 0.8)."""
-    import ssuper_lib.train.loop as train_mod
+    import ssuper_lib.train.objectives as train_mod
 
     inner = train_mod.gan_d_loss
     monkeypatch.setattr(train_mod, "gan_d_loss", lambda r, f, kind="bce": inner(r, f, kind) * 1e-3)  # a tiny loss

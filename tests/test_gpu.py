@@ -113,7 +113,7 @@ def test_resume_on_the_gpu_continues_the_same_run(data_root, tmp_path):
 def test_model_and_backbone_features_agree_between_cpu_and_gpu():
     """The demo model (pretrained Lite0) gives the same features and faces on both devices in fp32, so a
     feature cache written on a GPU node serves a CPU evaluation."""
-    from ssuper_lib.models.ssuper import build_model
+    from ssuper_lib.models import build_model
 
     cfg = load_config("configs/models/demo_plain_ssupergan.yaml")
     torch.manual_seed(0)

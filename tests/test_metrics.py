@@ -1,4 +1,4 @@
-"""Tests of ssuper_lib.evaluate.metrics: PSNR/SSIM definitions, both protocols, bootstrap, FID/KID through torch-fidelity."""
+"""Tests of ssuper_lib.evaluate.metrics and .fid: PSNR/SSIM definitions, both protocols, bootstrap, FID/KID through torch-fidelity."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ssuper_lib.data.pixels import to_uint8
+from ssuper_lib.evaluate import fid as FID
 from ssuper_lib.evaluate import metrics as M
 
 torch.set_num_threads(1)
@@ -65,7 +67,7 @@ def _register_test_extractor():
 
 
 def _pool4_features(images: torch.Tensor) -> np.ndarray:
-    u8 = M.to_uint8(images)
+    u8 = to_uint8(images)
     return F.adaptive_avg_pool2d(u8.double() / 255.0, 4).flatten(1).numpy()
 
 
@@ -177,7 +179,7 @@ def test_bootstrap_is_seeded_and_covers_the_mean():
 def test_fid_of_a_set_against_itself_is_zero():
     name, _ = _register_test_extractor()
     x = _images(64, 0)
-    out = M.fid_kid(x, x.clone(), feature_extractor=name, kid_subset_size=1000, kid_subsets=10)
+    out = FID.fid_kid(x, x.clone(), feature_extractor=name, kid_subset_size=1000, kid_subsets=10)
     assert abs(out["fid"]) < 1e-6, f"FID(x, x) should be ~0, got {out['fid']}"
     assert abs(out["kid_mean"]) < 1e-3
 
@@ -185,20 +187,20 @@ def test_fid_of_a_set_against_itself_is_zero():
 def test_kit_fid_equals_independent_scipy_frechet_distance():
     name, _ = _register_test_extractor()
     real, fake = _images(80, 0), _images(60, 1, shift=0.3)
-    out = M.fid_kid(real, fake, feature_extractor=name, kid=False)
+    out = FID.fid_kid(real, fake, feature_extractor=name, kid=False)
     want = _scipy_fid(_pool4_features(fake), _pool4_features(real))
     assert out["fid"] == pytest.approx(want, rel=1e-6, abs=1e-9)
     assert out["fid"] > 0.01
     # the kit's own scipy Frechet distance (original protocol) agrees on one batch too
     f_r, f_f = _pool4_features(real), _pool4_features(fake)
-    mine = M.frechet_distance(f_f.mean(0), np.cov(f_f, rowvar=False), f_r.mean(0), np.cov(f_r, rowvar=False))
+    mine = FID.frechet_distance(f_f.mean(0), np.cov(f_f, rowvar=False), f_r.mean(0), np.cov(f_r, rowvar=False))
     assert mine == pytest.approx(want, rel=1e-6)
 
 
 def test_kid_with_fewer_than_1000_samples():
     name, _ = _register_test_extractor()
     real, fake = _images(40, 0), _images(30, 1, shift=0.5)
-    out = M.fid_kid(real, fake, feature_extractor=name, kid_subset_size=1000, kid_subsets=20)
+    out = FID.fid_kid(real, fake, feature_extractor=name, kid_subset_size=1000, kid_subsets=20)
     assert out["kid_subset_size"] == 30, "the KID subset must be capped at the smaller sample count"
     assert np.isfinite(out["kid_mean"]) and out["kid_mean"] > 0
 
@@ -206,12 +208,12 @@ def test_kid_with_fewer_than_1000_samples():
 def test_real_features_are_cached_by_content(tmp_path):
     name, _ = _register_test_extractor()
     real, fake = _images(20, 0), _images(20, 1)
-    a = M.fid_kid(real, fake, feature_extractor=name, kid=False, cache_root=tmp_path)
+    a = FID.fid_kid(real, fake, feature_extractor=name, kid=False, cache_root=tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files and all(f.startswith(M.images_cache_name(real)) for f in files), files
-    b = M.fid_kid(real, fake, feature_extractor=name, kid=False, cache_root=tmp_path)
+    assert files and all(f.startswith(FID.images_cache_name(real)) for f in files), files
+    b = FID.fid_kid(real, fake, feature_extractor=name, kid=False, cache_root=tmp_path)
     assert a["fid"] == pytest.approx(b["fid"])
-    c = M.fid_kid(_images(20, 2), fake, feature_extractor=name, kid=False, cache_root=tmp_path)
+    c = FID.fid_kid(_images(20, 2), fake, feature_extractor=name, kid=False, cache_root=tmp_path)
     assert c["fid"] != pytest.approx(a["fid"]), "other real images must not hit the first set's cache"
 
 
@@ -219,16 +221,16 @@ def test_original_protocol_fid_uses_batch_statistics():
     rng = np.random.default_rng(0)
     real = rng.normal(size=(40, 3))
     fake = rng.normal(size=(30, 3)) + 1.0
-    out = M.fid_original_protocol(real, fake, real_batch_size=20, fake_batch_size=10)
+    out = FID.fid_original_protocol(real, fake, real_batch_size=20, fake_batch_size=10)
     assert out["n_batches"] == 3
     mu_r = (real[:20].mean(0) + real[20:].mean(0)) / 2
     s_r = (np.cov(real[:20], rowvar=False) + np.cov(real[20:], rowvar=False)) / 2
     want = np.mean([
-        M.frechet_distance(b.mean(0), np.cov(b, rowvar=False), mu_r, s_r) for b in (fake[:10], fake[10:20], fake[20:])
+        FID.frechet_distance(b.mean(0), np.cov(b, rowvar=False), mu_r, s_r) for b in (fake[:10], fake[10:20], fake[20:])
     ])
     assert out["fid"] == pytest.approx(want)
     # pooled statistics differ from per-batch ones (small batches bias FID upward)
-    pooled = M.frechet_distance(fake.mean(0), np.cov(fake, rowvar=False), real.mean(0), np.cov(real, rowvar=False))
+    pooled = FID.frechet_distance(fake.mean(0), np.cov(fake, rowvar=False), real.mean(0), np.cov(real, rowvar=False))
     assert out["fid"] > pooled
 
 
@@ -240,28 +242,28 @@ def test_original_protocol_fid_uses_batch_statistics():
 def test_weights_resolution_order(tmp_path, monkeypatch):
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
-    monkeypatch.delenv(M.WEIGHTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(FID.WEIGHTS_ENV_VAR, raising=False)
     # nothing anywhere and downloads off -> unavailable, with the file and the place to put it
-    r = M.resolve_inception_weights(None, allow_download=False)
-    assert not r.available and M.INCEPTION_FILENAME in r.reason and str(hub / "checkpoints") in r.reason
+    r = FID.resolve_inception_weights(None, allow_download=False)
+    assert not r.available and FID.INCEPTION_FILENAME in r.reason and str(hub / "checkpoints") in r.reason
     # cache
-    cached = hub / "checkpoints" / M.INCEPTION_FILENAME
+    cached = hub / "checkpoints" / FID.INCEPTION_FILENAME
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
-    r = M.resolve_inception_weights(None, allow_download=False)
+    r = FID.resolve_inception_weights(None, allow_download=False)
     assert (r.path, r.source) == (str(cached), "cache")
     # env beats cache
     env_file = tmp_path / "env.pth"
     env_file.write_bytes(b"x")
-    monkeypatch.setenv(M.WEIGHTS_ENV_VAR, str(env_file))
-    assert M.resolve_inception_weights(None, allow_download=False).source == "env"
+    monkeypatch.setenv(FID.WEIGHTS_ENV_VAR, str(env_file))
+    assert FID.resolve_inception_weights(None, allow_download=False).source == "env"
     # explicit beats env
     explicit = tmp_path / "explicit.pth"
     explicit.write_bytes(b"x")
-    r = M.resolve_inception_weights(explicit, allow_download=False, source_name="config")
+    r = FID.resolve_inception_weights(explicit, allow_download=False, source_name="config")
     assert (r.path, r.source) == (str(explicit), "config")
     # a wrong explicit path is reported, not skipped
-    r = M.resolve_inception_weights(tmp_path / "missing.pth", allow_download=False)
+    r = FID.resolve_inception_weights(tmp_path / "missing.pth", allow_download=False)
     assert not r.available and "missing.pth" in r.reason
 
 
@@ -272,7 +274,7 @@ def test_weights_path_reaches_the_feature_extractor(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"weight": w}, path)
     real, fake = _images(50, 0), _images(50, 1, shift=0.2)
-    out = M.fid_kid(real, fake, feature_extractor=name, weights_path=str(path), kid=False)
+    out = FID.fid_kid(real, fake, feature_extractor=name, weights_path=str(path), kid=False)
     assert str(path) in cls.loaded_paths
     f_r, f_f = _pool4_features(real) @ w.numpy().T, _pool4_features(fake) @ w.numpy().T
     assert out["fid"] == pytest.approx(_scipy_fid(f_f, f_r), rel=1e-6)
@@ -287,24 +289,24 @@ def test_inception_fid_with_a_weights_file_written_by_the_test(tmp_path, monkeyp
     monkeypatch.setattr(inc, "load_state_dict_from_url", lambda *a, **k: {})
     monkeypatch.setattr(inc.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
     torch.manual_seed(0)
-    net = inc.FeatureExtractorInceptionV3(M.INCEPTION_NAME, ["2048"])
+    net = inc.FeatureExtractorInceptionV3(FID.INCEPTION_NAME, ["2048"])
     monkeypatch.undo()
     path = tmp_path / "my-inception.pth"
     torch.save(net.state_dict(), path)
     del net
-    monkeypatch.setenv(M.WEIGHTS_ENV_VAR, str(path))
-    weights = M.resolve_inception_weights(None, allow_download=False)
+    monkeypatch.setenv(FID.WEIGHTS_ENV_VAR, str(path))
+    weights = FID.resolve_inception_weights(None, allow_download=False)
     assert weights.source == "env"
     real, fake = _images(4, 0, size=16), _images(3, 1, size=16)
-    out = M.fid_kid_or_unavailable(real, fake, weights, batch_size=4, kid_subset_size=1000, kid_subsets=5, cuda=False)
+    out = FID.fid_kid_or_unavailable(real, fake, weights, batch_size=4, kid_subset_size=1000, kid_subsets=5, cuda=False)
     assert math.isfinite(out["fid"]) and out["kid_subset_size"] == 3 and out["weights_source"] == "env"
 
 
 def test_offline_gives_unavailable_entries():
-    w = M.WeightsResolution(None, "unavailable", "no file; place X at Y")
-    out = M.fid_kid_or_unavailable(_images(4, 0), _images(4, 1), w)
-    assert M.is_unavailable(out["fid"]) and "place X at Y" in out["fid"]
-    assert M.is_unavailable(out["kid_mean"])
+    w = FID.WeightsResolution(None, "unavailable", "no file; place X at Y")
+    out = FID.fid_kid_or_unavailable(_images(4, 0), _images(4, 1), w)
+    assert FID.is_unavailable(out["fid"]) and "place X at Y" in out["fid"]
+    assert FID.is_unavailable(out["kid_mean"])
 
 
 # --------------------------------------------------------------------------------------------------

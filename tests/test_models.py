@@ -172,7 +172,7 @@ def test_reference_parameter_counts():
 
 
 def test_parameter_table_full_size_without_weights():
-    """Counts at full size (meta device, no weights): CA total and ConvLSTM match REFERENCE.md 1.7/1.15."""
+    """Counts at full size (meta device, no weights): CA total and ConvLSTM match docs/original.md 1.7/1.15."""
     ca = parameter_table(load_config(CONFIG_DIR / "plain_ssupervae_ca.yaml").model, (256, 256)).set_index("part")["params"]
     assert ca["total"] == 48_623_672
     assert ca["backbone"] + ca["embed_head"] + ca["seq_encoder"] == 29_259_056

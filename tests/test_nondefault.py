@@ -10,7 +10,7 @@ import torch
 import pytest
 
 from ssuper_lib.config import ConfigError, load_config
-from ssuper_lib.models.ssuper import build_model, count_parameters
+from ssuper_lib.models import build_model, count_parameters
 
 from test_fixes import make_objective, random_batch
 

@@ -58,7 +58,7 @@ def test_notebook_06_regenerates_every_figure_byte_identically(evaluated, run_no
     from ssuper_lib.config import load_config
     from ssuper_lib.data import stats
     from ssuper_lib.detect import evaluate_dataset
-    from ssuper_lib.models.ssuper import parameter_summary
+    from ssuper_lib.models import parameter_summary
     from ssuper_lib.train import data_overrides
 
     tmp, run_dir, _ = evaluated

@@ -194,7 +194,7 @@ def test_header_sizes_match_pil_and_outputs_are_unchanged(tiny_synthetic, tmp_pa
     assert pp._image_size(big_app) == (123, 45) and pp._image_size(tmp_path / "plain.png") == (123, 45)
 
     fast = run_preprocessing(_cfg(tiny_synthetic, tmp_path / "fast"), progress=False, write_faces=False)
-    import ssuper_lib.detect.run as dt
+    import ssuper_lib.detect.filters as dt
 
     monkeypatch.setattr(pp, "_image_size", pp._pil_image_size)  # the reference: PIL headers, array + torch filter
     monkeypatch.setattr(dt, "_filter_small", lambda *a, **k: None)
@@ -207,7 +207,7 @@ def test_header_sizes_match_pil_and_outputs_are_unchanged(tiny_synthetic, tmp_pa
 def test_plain_python_box_filter_equals_the_array_filter():
     """``_filter_small`` (the per-panel fast path) keeps exactly the boxes ``filter_boxes`` keeps, with the same
     counts, on random panels full of duplicates, near-threshold confidences and tiny boxes; ties defer."""
-    from ssuper_lib.detect import FilterReport, _filter_small, filter_boxes
+    from ssuper_lib.detect.filters import FilterReport, _filter_small, filter_boxes
 
     rng = np.random.default_rng(0)
     deferred = 0

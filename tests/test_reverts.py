@@ -21,7 +21,18 @@ PATCHES = sorted((REPO / "tests" / "reverts").glob("*.patch"))
 
 
 def test_there_are_revert_patches():
-    assert len(PATCHES) >= 5, "tests/reverts/ should hold one revert patch per README 'Differences' fix"
+    assert len(PATCHES) >= 5, "tests/reverts/ should hold one revert patch per fix of docs/differences.md"
+
+
+DIFFERENCES = REPO / "docs" / "differences.md"
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=[p.stem for p in PATCHES])
+def test_revert_patch_is_listed_in_docs_differences(patch):
+    fix_id = re.match(r"(R8\.\d+[a-z]?|[A-Z]\d+[a-z]?)-", patch.name)
+    assert fix_id, f"{patch.name}: a revert patch is named <id>-<what>.patch (R8.1-..., N3b-...)"
+    table = re.findall(r"^\|[ \t]*([^|\s]+)[ \t]*\|", DIFFERENCES.read_text(), re.M)
+    assert fix_id.group(1) in table, f"{patch.name}: docs/differences.md lists no fix {fix_id.group(1)} in its patch table"
 
 
 @pytest.mark.parametrize("patch", PATCHES, ids=[p.stem for p in PATCHES])

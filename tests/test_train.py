@@ -103,7 +103,7 @@ def _initial_state(cfg):
 
     import numpy as np
 
-    from ssuper_lib.models.ssuper import build_model
+    from ssuper_lib.models import build_model
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -227,7 +227,7 @@ def test_feature_cache_is_reused_and_keyed_by_weights(data_root, tmp_path):
     """The cache is computed once, read back identically, and a different backbone gets a different key."""
     from ssuper_lib.data.datasets import PanelSequenceDataset
     from ssuper_lib.data.features import load_or_compute_features
-    from ssuper_lib.models.ssuper import build_model
+    from ssuper_lib.models import build_model
 
     cfg = ci_config("ssupergan", data_root, tmp_path)
     ds = PanelSequenceDataset.from_config(cfg.data, split="test")
@@ -255,7 +255,7 @@ def test_bfloat16_feature_cache_runs_under_autocast_and_has_its_own_key():
     ones (not equal: the autocast really ran), returned as float32, and keyed apart from them."""
     from ssuper_lib.config import ConfigError, load_config
     from ssuper_lib.data.features import compute_features, feature_cache_key
-    from ssuper_lib.models.ssuper import build_model
+    from ssuper_lib.models import build_model
 
     f32 = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false"])
     bf16 = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false", "train.feature_dtype=bfloat16"])
@@ -281,7 +281,7 @@ def test_train_top_stages_cache_key_follows_the_frozen_layers_only():
     key (the run's own evaluation reuses the cache), a change in the frozen layers must, and so must the option."""
     from ssuper_lib.config import load_config
     from ssuper_lib.data.features import feature_cache_key
-    from ssuper_lib.models.ssuper import build_model
+    from ssuper_lib.models import build_model
 
     base = load_config("configs/models/ci_plain_ssupergan.yaml", ["model.pretrained=false", "model.freeze_backbone=true"])
     top = load_config("configs/models/ci_plain_ssupergan.yaml",
@@ -309,7 +309,7 @@ def test_feature_cache_computes_each_shared_context_panel_once(data_root, tmp_pa
     per-sample forward (both panel orders)."""
     from ssuper_lib.data.datasets import PanelSequenceDataset
     from ssuper_lib.data.features import compute_features
-    from ssuper_lib.models.ssuper import build_model
+    from ssuper_lib.models import build_model
 
     for order in ("masked_first", "chronological"):
         cfg = ci_config("ssupergan", data_root, tmp_path, f"data.panel_order={order}")
@@ -378,7 +378,7 @@ def test_checkpoint_selection_on_the_label_free_context_gain(data_root, tmp_path
     """``train.val_select=context``: best.pt (and early stopping) follow the validation context gain (error
     with shuffled context minus error with the true one), not the validation error. Scripted errors: the
     error is lowest at step 2, the gain largest at step 4."""
-    import ssuper_lib.train.loop as T
+    import ssuper_lib.train.monitor as T
 
     scripted = {False: iter([0.8, 0.9, 1.0]), True: iter([0.8, 1.1, 1.05])}  # true context, shuffled context
     monkeypatch.setattr(T, "validation_error",
@@ -408,7 +408,7 @@ def _two_val_series_copy(data_root: Path, dest: Path) -> Path:
 def test_context_gain_diagnostic_leaves_the_training_stream_alone(data_root, tmp_path, monkeypatch):
     """The shuffled-context validation pass runs on its own RNG: a run with it ends with the same weights as a
     run without it (a DataLoader iterator draws its seed from the global RNG unless given a generator)."""
-    import ssuper_lib.train.loop as T
+    import ssuper_lib.train.monitor as T
 
     root = _two_val_series_copy(data_root, tmp_path / "data")
     extra = ("train.max_steps=6", "train.val_every=2", "train.ckpt_every=6", "train.early_stop_patience=0")

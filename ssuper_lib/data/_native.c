@@ -1,4 +1,4 @@
-/* ssuper_lib.data._native: the two hot loops of the panel loader in C (issue 13). Built at install time
+/* ssuper_lib.data._native: the two hot loops of the panel loader in C. Built at install time
    where a C compiler and libjpeg-turbo's headers are there (setup.py marks it optional); without it the
    loader takes its pure-Python paths, with the same results (tests/test_datasets.py compares them).
 

@@ -1,6 +1,6 @@
 """COMICS / Golden Age on-disk formats: panel listing, detector annotation files, sequence JSON.
 
-Formats (REFERENCE.md 3.1), kept byte-compatible with the original so that existing detector outputs
+Formats (docs/original.md 3.1), kept byte-compatible with the original so that existing detector outputs
 and sequence files can be used as they are:
 
 * panels: ``<panel_root>/<series>/<page>_<panel>.jpg``, listed in natural (digit-aware) order;

@@ -2,9 +2,9 @@
 
 :class:`PanelSequenceDataset` turns a :class:`~ssuper_lib.data.comics.SequenceSample` into what every model
 of the kit consumes: three panels (3, 3, H, W) in [-1, 1] whose last panel has the target face box filled
-with ``mask_val``, the true face (3, 64, 64), the binary mask and the mask coordinates (REFERENCE.md 3.2, 3.3).
+with ``mask_val``, the true face (3, 64, 64), the binary mask and the mask coordinates (docs/original.md 3.2, 3.3).
 
-Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, item 15):
+Differences from the original ``GoldenPanelsDataset`` (docs/original.md 3.2 and 8, item 15):
 
 * the mask is filled AFTER resizing, in resized coordinates (floor/ceil of the mapped face box, clamped to
   the panel), so its edges are crisp and the filled region is exactly the ``mask`` / ``mask_coords`` region
@@ -26,10 +26,8 @@ Differences from the original ``GoldenPanelsDataset`` (REFERENCE.md 3.2 and 8, i
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +36,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig, resolve_path
+from .boxes import box_iou
 from .comics import IMAGE_EXTENSIONS, SequenceSample, list_series, natural_key, read_sequences
+from .decode import _unit_converter, decode_jpeg_panel
+from .pixels import to_unit
 
 __all__ = [
     "PanelReadError",
@@ -134,60 +135,6 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _torchvision_jpeg():
-    """torchvision's JPEG decoder (libjpeg-turbo into a tensor), or None where this torchvision has none.
-
-    torchvision 0.29 deprecates its image I/O in favour of TorchCodec and warns on every call; the warning is
-    silenced here (message-specific), and a torchvision without the decoder makes the dataset use PIL.
-    """
-    import warnings
-
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg, read_file
-    except ImportError:
-        return None
-    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                            category=DeprecationWarning)
-    return decode_jpeg, read_file, ImageReadMode.RGB
-
-
-
-@functools.lru_cache(maxsize=1)
-def _simplejpeg():
-    """simplejpeg's ``decode_jpeg`` (libjpeg-turbo, the same ISLOW DCT and fancy upsampling as torchvision's,
-    so the same pixels), or None where it is not installed. It skips torchvision's per-call overhead: ~9% less
-    decoding time per panel here."""
-    try:
-        import simplejpeg
-    except ImportError:
-        return None
-    return simplejpeg.decode_jpeg
-
-
-@functools.lru_cache(maxsize=1)
-def _native():
-    """The loader's C helpers (``_native.c``: ``decode_roi``, ``hwc_to_unit_chw``; built at install where a C
-    compiler and libjpeg-turbo's headers are there), or None: then the pure-Python paths (same results)."""
-    try:
-        from . import _native as native
-    except ImportError:
-        return None
-    return native
-
-
-def _roi_decoder():
-    """``decode_roi`` of :func:`_native`, or None: then whole panels are decoded (the same pixels)."""
-    native = _native()
-    return None if native is None else native.decode_roi
-
-
-def _unit_converter():
-    """``hwc_to_unit_chw`` of :func:`_native`, or None: then torch converts (the same values)."""
-    native = _native()
-    return None if native is None else native.hwc_to_unit_chw
-
-
 def _to_unit(src: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 (3, H, W) [0, 255] -> float32 (3, H, W) [-1, 1] (``x / 127.5 - 1`` in float32), into ``out``.
 
@@ -203,61 +150,14 @@ def _to_unit(src: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     return out.copy_(src).div_(127.5).sub_(1.0)
 
 
-_scratch = threading.local()  # per thread: the decode buffer decode_roi reuses
-
-
-def _decode_jpeg_rect(data: bytes, box: Sequence[float]) -> tuple[torch.Tensor, int, int, int, int] | None:
-    """The part of a JPEG that ``box`` = (x1, y1, x2, y2) (image pixels, may reach outside) needs, decoded by
-    ``decode_roi``: (uint8 (3, h, w) RGB tensor, HWC in memory, x0, y0, W, H) with (x0, y0) its top-left
-    pixel in the image and (W, H) the image size; every pixel of the box inside the image is there, exactly as
-    a whole-image decode gives it, and the part's edges lie on the image's edges wherever the box crosses
-    them. None without the decoder or when libjpeg-turbo refuses the data (CMYK, damaged, truncated).
-
-    The tensor is a view of this thread's decode buffer, which the next call overwrites: copy out of it
-    before decoding again (``_load_panel`` does). A fresh buffer per panel cost ~200 page faults per sample
-    and ate most of the gain. (Decoding to RGBX, the layout torch's uint8 resize runs fastest in, made whole
-    samples ~4% slower.)"""
-    decode = _roi_decoder()
-    if decode is None:
-        return None
-    # one pixel beyond the rounded box on each side: the decoder's first column (fancy upsampling without a
-    # left neighbour) is never read
-    x1, y1 = math.floor(box[0]) - 1, math.floor(box[1]) - 1
-    x2, y2 = math.ceil(box[2]) + 1, math.ceil(box[3]) + 1
-    x1, y1, x2, y2 = (min(max(v, -1), 1 << 30) for v in (x1, y1, x2, y2))  # C ints; the decoder clamps to the image
-    try:
-        buf, x0, y0, w, h, W, H = decode(data, x1, y1, x2, y2, getattr(_scratch, "buf", None))
-    except ValueError:
-        return None
-    _scratch.buf = buf
-    img = torch.frombuffer(buf, dtype=torch.uint8, count=h * w * 3).view(h, w, 3).permute(2, 0, 1)
-    return img, x0, y0, W, H
-
-
-def _decode_jpeg_file(path: Path) -> torch.Tensor:
-    """A JPEG file -> uint8 (3, H, W) RGB tensor (HWC in memory): simplejpeg, else torchvision. (Decoding to
-    RGBX, the layout torch's uint8 resize works in, made resizes ~15% faster but whole samples ~9% slower.)"""
-    decode = _simplejpeg()
-    if decode is not None:
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return torch.from_numpy(decode(data, colorspace="RGB")).permute(2, 0, 1)
-        except ValueError:  # what simplejpeg refuses (CMYK, lossless, damaged data) goes to torchvision
-            if _torchvision_jpeg() is None:
-                raise
-    decode_jpeg, read_file, rgb = _torchvision_jpeg()
-    return decode_jpeg(read_file(str(path)), mode=rgb)
-
-
 def _to_tensor(img) -> torch.Tensor:
     """PIL RGB -> float32 (3, H, W) in [-1, 1]."""
     arr = np.asarray(img, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return to_unit(torch.from_numpy(arr.copy()).permute(2, 0, 1))
 
 
 def _jitter_params(rng: np.random.Generator) -> dict:
-    """Colour jitter draws (each factor applied with p = 0.5; REFERENCE.md 3.4 ranges: brightness 0.8-1.6,
+    """Colour jitter draws (each factor applied with p = 0.5; docs/original.md 3.4 ranges: brightness 0.8-1.6,
     contrast 0.8-2.0, saturation 0-0.9). One draw per sample keeps the panels and the face consistent."""
     return {
         "brightness": rng.uniform(0.8, 1.6) if rng.random() < 0.5 else None,
@@ -281,7 +181,7 @@ def _color_jitter(x: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 class PanelSequenceDataset(Dataset):
-    """Three consecutive panels with the last one's face masked, and the target face (CONTRACTS.md).
+    """Three consecutive panels with the last one's face masked, and the target face (docs/design.md 10.1).
 
     ``__getitem__(i)`` returns a dict: ``panels`` (3, 3, H, W) float32 in [-1, 1] in ``panel_order``;
     ``face`` (3, face_size, face_size); ``mask`` (1, H, W) with 1 inside the masked box; ``mask_coords``
@@ -364,8 +264,8 @@ class PanelSequenceDataset(Dataset):
         decoded pixels, (sx, sy) the decoded/original scale, (dw, dh) the decoded panel's size. Where the box
         crosses the panel's edges, the tensor's edges are the panel's.
 
-        JPEG goes through libjpeg-turbo straight into a tensor: only the rectangle the crop needs
-        (:func:`_decode_jpeg_rect`) where the kit's decoder is built, else the whole panel (simplejpeg where
+        JPEG goes through libjpeg-turbo straight into a tensor (:func:`~ssuper_lib.data.decode.decode_jpeg_panel`):
+        only the rectangle the crop needs where the kit's decoder is built, else the whole panel (simplejpeg where
         installed, else torchvision); the same pixels every way, about twice as fast as PIL's decode + convert.
         When the panel is reduced by 4x or more (``need`` <= 0.25), PIL's ``draft`` lets the JPEG decoder
         downscale by 4/8 instead, which is faster still (at 2x the saving in decoding is eaten by PIL's
@@ -375,16 +275,9 @@ class PanelSequenceDataset(Dataset):
 
         path = self.panel_root / rel
         try:
-            jpeg_decoder = _simplejpeg() or _torchvision_jpeg()
-            if need > 0.25 and path.suffix.lower() in (".jpg", ".jpeg") and jpeg_decoder is not None:
-                if _roi_decoder() is not None:
-                    with open(path, "rb") as f:
-                        part = _decode_jpeg_rect(f.read(), box)
-                    if part is not None:
-                        img, x0, y0, W, H = part
-                        return img, x0, y0, 1.0, 1.0, W, H
-                img = _decode_jpeg_file(path)  # (3, H, W), HWC in memory
-                return img, 0, 0, 1.0, 1.0, img.shape[-1], img.shape[-2]
+            decoded = decode_jpeg_panel(path, need, box)
+            if decoded is not None:
+                return decoded
             with Image.open(path) as im:
                 W, H = im.size
                 if im.format == "JPEG" and need <= 0.25:
@@ -525,7 +418,7 @@ class PanelSequenceDataset(Dataset):
 
 
 class FaceCropDataset(Dataset):
-    """Square face crops ``<root>/<series>/<page>_<panel>_<k>.jpg`` resized to ``size`` (REFERENCE.md 3.5).
+    """Square face crops ``<root>/<series>/<page>_<panel>_<k>.jpg`` resized to ``size`` (docs/original.md 3.5).
 
     ``series``: only these series (e.g. the train list of ``split.json``); None = all. Items are dicts
     ``{"face": (3, size, size) in [-1, 1], "series": str, "index": int}``; ``paths`` lists the files.
@@ -573,8 +466,6 @@ def match_ground_truth(samples: Sequence[SequenceSample], gt_csv: str | Path, io
     faces there stay visible to the model).
     """
     import pandas as pd
-
-    from ..detect.run import box_iou
 
     df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
     # rows of each panel, in file order (a stable sort instead of a pandas groupby: ~20x faster)

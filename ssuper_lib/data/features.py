@@ -6,7 +6,7 @@ no grad, float32) and stores the result on disk; training steps then call ``mode
 cached tensors and skip the backbone entirely. Windows of a series share context panels, so each distinct
 context panel goes through the backbone once (about 2 forwards per sample instead of 3). On a 2-core CPU
 this turns a demo that learns nothing in minutes (end-to-end backbone) into one that learns to use panel
-context (DESIGN.md 6).
+context (docs/design.md 6).
 
 The cache file is keyed by everything that determines its content, so a stale cache is never used:
 
@@ -16,8 +16,8 @@ The cache file is keyed by everything that determines its content, so a stale ca
   ``model.train_top_stages`` the cache holds the frozen layers' output map, and only their weights count;
 * panel size, face size, mask value and panel order;
 * the samples of the split (their panels and boxes) and the split name;
-* the code version (this module's cache version, the library version and the source of the backbone
-  and dataset modules).
+* the code version (this module's cache version, the library version and the source of the backbone,
+  dataset and panel-decoding modules).
 
 Files live in ``<folder of data.sequence_path>/feature_cache/<key>.pt`` (or ``<train.out_dir>/feature_cache``
 when the data folder is read-only), written atomically and loadable with ``weights_only=True``.
@@ -42,6 +42,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..config import ExperimentConfig, resolve_path
+from ..models import backbone as backbone_module
+from . import datasets as datasets_module
+from . import decode as decode_module
 
 __all__ = [
     "FEATURE_CACHE_VERSION",
@@ -127,16 +130,13 @@ def _samples_hash(dataset: Dataset, cfg: ExperimentConfig) -> str:
 
 def feature_cache_key(model: torch.nn.Module, dataset: Dataset, cfg: ExperimentConfig, split: str) -> tuple[str, dict]:
     """``(key, description)``: the cache key and the human-readable facts it was computed from."""
-    from . import datasets as datasets_module
-    from ..models import backbone as backbone_module
-
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         raise ValueError("feature caching needs a model with a backbone (model.backbone is None)")
     desc = {
         "cache_version": FEATURE_CACHE_VERSION,
         "library_version": __version__,
-        "code": _source_hash(backbone_module, datasets_module, compute_features),
+        "code": _source_hash(backbone_module, datasets_module, decode_module, compute_features),
         "backbone": cfg.model.backbone,
         "spatial_features": cfg.model.spatial_features,
         # the frozen feature extractor only (``net``, or its frozen layers under model.train_top_stages): the

@@ -4,10 +4,10 @@ Panel scan (:func:`scan_panels`): every regular file in every series folder is o
 parses only the image header (size, mode), never the pixel data, so the 1.23 M Golden Age panels take
 minutes rather than hours. A JPEG whose end-of-image marker is missing (a truncated download) is caught
 by a 32-byte look at the file's tail, still without decoding. Unreadable, zero-byte, truncated and
-non-image files are counted and listed in the summary, never crash the scan (STYLE.md: in a bulk job
+non-image files are counted and listed in the summary, never crash the scan (docs/design.md 11: in a bulk job
 errors are counted and reported).
 
-The summary reports height and width mean / median / mode as the original README did (REFERENCE.md
+The summary reports height and width mean / median / mode as the original README did (docs/original.md
 3.1: height 510.0 / 475 / 445, width 508.5 / 460 / 460 on the real panels).
 
 Face statistics (:func:`face_stats`): every box of every annotation file, with size and confidence, and
@@ -223,7 +223,7 @@ def faces_per_panel(faces: pd.DataFrame, panels: pd.DataFrame | None = None, con
 def summarize_faces(
     faces: pd.DataFrame, malformed: list, panels: pd.DataFrame | None = None, conf_thold: float = 0.9
 ) -> dict[str, Any]:
-    """Box counts, confidence and size statistics (the original's detector table, REFERENCE.md 4.3)."""
+    """Box counts, confidence and size statistics (the original's detector table, docs/original.md 4.3)."""
     kept = faces[faces["conf"] >= conf_thold]
     out: dict[str, Any] = {
         "boxes": int(len(faces)),
@@ -334,7 +334,7 @@ def plot_panel_boxes(
 # Figures (notebook 01 calls these; notebook 06 can redraw them from data_stats/*.csv)
 # --------------------------------------------------------------------------------------------------
 
-# The original README's Golden Age panel statistics (REFERENCE.md 3.1), drawn as reference marks.
+# The original README's Golden Age panel statistics (docs/original.md 3.1), drawn as reference marks.
 GOLDEN_AGE_README = {"height": {"mean": 510.0, "median": 475.0, "mode": 445}, "width": {"mean": 508.5, "median": 460.0, "mode": 460}}
 
 

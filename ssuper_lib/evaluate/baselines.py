@@ -1,8 +1,8 @@
 """Trivial baselines every model is judged against (DESIGN.md 7b).
 
 Each baseline is a face source like a trained model: given the evaluated samples' context exemplars
-(:mod:`ssuper_lib.exemplars`) it returns one 64x64 face per sample, and the evaluation scores it with the
-same code, on the same samples, with the same intervals.
+(:mod:`ssuper_lib.preprocess.exemplars`) it returns one 64x64 face per sample, and the evaluation scores it
+with the same code, on the same samples, with the same intervals.
 
 * ``mean_face``: the mean training target face (no context at all). A model below it on PSNR has learned
   less than an average.
@@ -20,16 +20,28 @@ when no context face shows the target character).
 
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..preprocess.exemplars import ExemplarSet
+from . import metrics as M
+from .generate import default_max_samples, eval_context, save_faces
+from .scoring import FaceScores, score_faces
+from ..config import ExperimentConfig, resolve_path
+from ..data.datasets import PanelSequenceDataset
+from ..data.pixels import to_uint8, to_unit
+from ..preprocess.exemplars import ExemplarSet, candidate_characters, load_or_build_exemplars
+from ..runs import eval_cache_dir
+from ..storage import atomic_torch_save
 
 __all__ = ["BASELINES", "mean_training_face", "baseline_faces", "nearest_context_index", "random_context_index",
-           "oracle_context_index", "THUMB"]
+           "oracle_context_index", "THUMB", "evaluate_baselines", "training_faces"]
 
 THUMB = 12  # thumbnail side of the nearest-surroundings similarity
 
@@ -43,9 +55,7 @@ BASELINES = {
 
 def mean_training_face(faces: torch.Tensor) -> torch.Tensor:
     """Mean of the training target faces (N, 3, F, F) in [-1, 1] (or uint8) -> (3, F, F) float in [-1, 1]."""
-    x = faces.float()
-    if faces.dtype == torch.uint8:
-        x = x / 127.5 - 1.0
+    x = to_unit(faces) if faces.dtype == torch.uint8 else faces.float()
     return x.mean(0)
 
 
@@ -98,7 +108,7 @@ def faces_from_index(ex: ExemplarSet, idx: np.ndarray, fallback: torch.Tensor) -
     have = np.flatnonzero(idx >= 0)
     if len(have):
         sel = ex.cand_face[torch.as_tensor(have), torch.as_tensor(idx[have])]  # (n, 3, F, F) uint8
-        out[torch.as_tensor(have)] = sel.float() / 127.5 - 1.0
+        out[torch.as_tensor(have)] = to_unit(sel)
     return out
 
 
@@ -117,3 +127,73 @@ def baseline_faces(name: str, ex: ExemplarSet, mean_face: torch.Tensor, seed: in
             raise ValueError("the oracle baseline needs ground-truth characters (synthetic data only)")
         return faces_from_index(ex, oracle_context_index(cand_chars, target_chars), mean_face)
     raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows of the baselines
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate_baselines(cfg: ExperimentConfig, split: str = "test", seed: int = 0, *, max_samples: int | None = None,
+                       names: Sequence[str] | None = None, k_per_panel: int = 3, n_boot: int | None = None,
+                       identity: bool = True, identity_epochs: int = 30, cache_dir: str | Path | None = None,
+                       context_gain: bool = True) -> list[dict[str, Any]]:
+    """Rows of the trivial baselines of this module on the same samples and with the same
+    scoring as :func:`evaluate_run` (same seed -> same subset, same context partners, same identity
+    classifiers). The oracle needs synthetic ground truth and is skipped without it."""
+    t0 = time.perf_counter()
+    ecfg = cfg.eval
+    n_boot = ecfg.n_bootstrap if n_boot is None else n_boot
+    max_samples = default_max_samples(ecfg, max_samples)
+    cache_dir = eval_cache_dir(cfg, cache_dir)
+    ctx = eval_context(cfg, split, max_samples, seed, context_gain, return_gt_panel=False)
+    ds, indices, series, partners = ctx["ds"], ctx["indices"], ctx["series"], ctx["partners"]
+    ex_all = load_or_build_exemplars(cfg.data, ds.samples, k_per_panel, cfg.model.exemplar_ctx_size)
+    ex = ex_all.subset(indices)
+    true = torch.stack([ds[int(i)]["face"] for i in indices])  # (n, 3, F, F) in [-1, 1]
+    true_u8 = to_uint8(true)
+    train_faces = training_faces(PanelSequenceDataset.from_config(cfg.data, split="train", augment=False), cache_dir)
+    mean_face = mean_training_face(train_faces)
+    cand_chars = None
+    if ctx["have_gt"]:
+        cand_chars = candidate_characters(ex, [ds.samples[i] for i in indices], resolve_path(cfg.data.ground_truth_path))
+    names = list(names) if names is not None else [k for k in BASELINES if ctx["have_gt"] or k != "oracle_context_face"]
+    rows = []
+    for name in names:
+        kw = dict(seed=seed, cand_chars=cand_chars, target_chars=ctx["characters"])
+        gen = baseline_faces(name, ex, mean_face, **kw)
+        shuf = None
+        if partners is not None and name != "mean_face":
+            # the same rule applied to the context faces of a sample of another series (query stays)
+            ex_sh = ex.subset(partners)
+            ex_sh.query_ctx, ex_sh.query_geo = ex.query_ctx, ex.query_geo
+            shuf = baseline_faces(name, ex_sh, mean_face, **{**kw, "cand_chars": None if cand_chars is None else cand_chars[partners]})
+        fields, _ = score_faces(_baseline_scores(gen, shuf, true, true_u8), ctx, n_boot=n_boot, ci=ecfg.ci, seed=seed,
+                                identity=identity, identity_epochs=identity_epochs, cache_dir=cache_dir)
+        fpath = save_faces(cache_dir / f"baseline_{name}_{ex.key}_{split}_seed{seed}.pt", to_uint8(gen), true_u8, series)
+        rows.append({"run": name, "run_dir": "", "model": BASELINES[name], "faces_path": str(fpath),
+                     "kind": "oracle" if name.startswith("oracle") else "baseline", "variant": name,
+                     "eval_seed": seed, "split": split, "n": len(indices), **fields,
+                     "ci": ecfg.ci, "n_boot": n_boot, "eval_seconds": round(time.perf_counter() - t0, 1)})
+    return rows
+
+
+def _baseline_scores(gen: torch.Tensor, shuf: torch.Tensor | None, true: torch.Tensor,
+                     true_u8: torch.Tensor) -> FaceScores:
+    """A baseline's faces from true context and (``shuf``, or None) from shuffled context, scored against ``true``."""
+    if shuf is None:
+        return FaceScores(true_u8, to_uint8(gen), M.psnr_per_image(gen, true), M.ssim_per_image(gen, true))
+    return FaceScores(true_u8, to_uint8(gen), M.psnr_per_image(gen, true), M.ssim_per_image(gen, true),
+                      to_uint8(shuf), M.psnr_per_image(shuf, true), M.ssim_per_image(shuf, true))
+
+
+def training_faces(train_ds, cache_dir: Path) -> torch.Tensor:
+    """uint8 target faces of the training split (cached by the split's sample list), for the mean face."""
+    h = hashlib.sha256(json.dumps([s.to_original() for s in train_ds.samples]).encode()).hexdigest()[:20]
+    path = Path(cache_dir) / f"train_faces_{h}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    # only the face: the last panel is decoded, not the context panels (``train_ds[i]["face"]`` without augmentation)
+    faces = to_uint8(torch.stack([train_ds.masked_panel(i)[1] for i in range(len(train_ds))]))
+    atomic_torch_save(faces, path)
+    return faces

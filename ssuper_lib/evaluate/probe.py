@@ -1,6 +1,6 @@
 """How much of the masked character's identity do the frozen backbone features carry? A closed-form readout.
 
-The faithful demo models read frozen ImageNet features of the three panels (cached, :mod:`ssuper_lib.features`)
+The faithful demo models read frozen ImageNet features of the three panels (cached, :mod:`ssuper_lib.data.features`)
 and learn only what comes after them. When such a model names the right character hardly more often with the
 true context than with shuffled context, two explanations compete: the training recipe, or the features. This
 probe separates them. A ridge regression from the same cached features (the three panels, pooled as the plain
@@ -13,8 +13,8 @@ If the readout gains little identity from context too, the features are the like
 after them would have to beat their best linear decoder by a wide margin (README, "What the frozen features can
 carry"). Choose penalties on the validation split: it is a diagnostic.
 
-    python -m ssuper_lib.probe configs/models/demo_plain_ssupervae.yaml [--split val] [--spatial]
-                               [--lams 100 1000 10000] [--out data_stats/feature_probe.csv]
+    python -m ssuper_lib.evaluate.probe configs/models/demo_plain_ssupervae.yaml [--split val] [--spatial]
+                                        [--lams 100 1000 10000] [--out data_stats/feature_probe.csv]
 
 Pooled features are read from (or written to) the feature cache; spatial maps are computed in memory only
 (about 1.4 GB for the demo's training split at 160 px, too large to be worth a cache file).
@@ -31,6 +31,17 @@ from typing import Callable, Sequence
 
 import pandas as pd
 import torch
+
+from .generate import eval_context
+from .scoring import FaceScores, score_faces
+from . import metrics as M
+from ..config import load_config, resolve_device, resolve_path
+from ..data.datasets import PanelSequenceDataset
+from ..data.features import load_or_compute_features
+from ..data.pixels import to_uint8
+from ..data.shuffle import swap_context
+from ..models import build_model
+from ..runs import eval_cache_dir
 
 __all__ = ["ridge_readouts", "feature_probe", "main"]
 
@@ -81,9 +92,6 @@ def _dual_predict(xn: torch.Tensor, mu, sd, xs, alpha, ym) -> torch.Tensor:
 
 def _features(cfg, model, split: str, spatial: bool, device) -> tuple:
     """(dataset, features (N, S, ...) float, true faces (N, 3, F, F)) of ``split`` from the frozen backbone."""
-    from ..data.datasets import PanelSequenceDataset
-    from ..data.features import load_or_compute_features
-
     ds = PanelSequenceDataset.from_config(cfg.data, split=split, augment=False)
     cached = load_or_compute_features(model, ds, cfg, split, device, progress=False, write=not spatial)
     return ds, cached.feats.float(), cached.faces.float()
@@ -94,29 +102,23 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
     """Ridge readouts of ``cfg``'s frozen features, fitted on the training split, scored on ``split``: one row per
     penalty with PSNR, identity accuracy (true / shuffled context), the identity and PSNR context gains and their
     series-bootstrap intervals. ``cfg`` must have a frozen backbone (the features are what the models read)."""
-    from . import suite as E
-    from . import metrics as M
-    from ..config import resolve_path
-
     if not cfg.model.freeze_backbone:
         raise ValueError("feature_probe reads frozen backbone features: the config has model.freeze_backbone: false")
     if cfg.model.train_top_stages:
         raise ValueError("feature_probe reads the fully frozen features: set model.train_top_stages=0")
-    from ..models import build_model
-
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if spatial:  # the maps the ConvLSTM reads
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, spatial_features=True, seq_encoder="convlstm"))
     model = build_model(cfg.model, cfg.data.panel_size).to(dev).eval()
-    ds_tr, f_tr, y_tr = _features(cfg, model, "train", spatial, dev)
-    ctx = E.eval_context(cfg, split, None, seed, True, return_gt_panel=False)
+    _, f_tr, y_tr = _features(cfg, model, "train", spatial, dev)
+    ctx = eval_context(cfg, split, None, seed, True, return_gt_panel=False)
     if ctx["partners"] is None:
         raise ValueError(f"feature_probe: {ctx['gain_reason']}")
     _, f_ev, y_ev = _features(cfg, model, split, spatial, dev)
-    masked = 0 if ds_tr.panel_order == "masked_first" else f_ev.shape[1] - 1
-    f_sh = E.swap_context(f_ev, f_ev[ctx["partners"]], masked, dim=1)  # the partner's context, this masked panel
-    true_u8 = M.to_uint8(y_ev)
-    cache_dir = resolve_path(cfg.data.sequence_path).parent / "eval_cache"  # the evaluation's identity classifiers
+    # the partner's context, this sample's masked panel
+    f_sh = swap_context(f_ev, f_ev[ctx["partners"]], cfg.data.masked_index, dim=1)
+    true_u8 = to_uint8(y_ev)
+    cache_dir = eval_cache_dir(cfg)  # the evaluation's identity classifiers
     rows = []
     dims = f_tr[0].numel()
     readouts = ridge_readouts(f_tr.flatten(1), y_tr.flatten(1), lams)
@@ -126,10 +128,8 @@ def feature_probe(cfg, split: str = "val", lams: Sequence[float] = DEFAULT_LAMS,
         shuf = predict(f_sh.flatten(1)).view_as(y_ev).clamp(-1, 1)
         psnr, ssim = M.psnr_per_image(gen, y_ev), M.ssim_per_image(gen, y_ev)
         psnr_s, ssim_s = M.psnr_per_image(shuf, y_ev), M.ssim_per_image(shuf, y_ev)
-        row, _ = E.score_faces(true_u8, M.to_uint8(gen), M.to_uint8(shuf), ctx["series"], ctx["characters"],
-                               ctx["in_context"], have_gt=ctx["have_gt"], psnr=psnr, ssim=ssim, psnr_shuf=psnr_s,
-                               ssim_shuf=ssim_s, seed=seed, n_boot=cfg.eval.n_bootstrap,
-                               cache_dir=cache_dir)
+        scores = FaceScores(true_u8, to_uint8(gen), psnr, ssim, to_uint8(shuf), psnr_s, ssim_s)
+        row, _ = score_faces(scores, ctx, seed=seed, n_boot=cfg.eval.n_bootstrap, cache_dir=cache_dir)
         keep = {k: v for k, v in row.items() if k.split("_lo")[0].split("_hi")[0] in
                 ("psnr", "id_acc", "id_acc_shuffled", "gain_id", "gain_psnr")}
         rows.append({"data": resolve_path(cfg.data.sequence_path).parent.name, "backbone": cfg.model.backbone,
@@ -156,8 +156,6 @@ def _fmt(df: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..config import load_config
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="a model config with a frozen backbone (e.g. configs/models/demo_plain_ssupervae.yaml)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")

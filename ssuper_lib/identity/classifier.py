@@ -1,9 +1,12 @@
-"""Identity accuracy on synthetic data: a small CNN trained on real faces names the character of a face.
+"""Identity accuracy on synthetic data: a small CNN trained on true faces names the character of a face.
 
-On the synthetic comics every face has a known character (``ground_truth.csv``). :func:`cross_fit_identity`
-trains :class:`IdentityClassifier` on the true faces of all but one fold of series and names the faces of
-the held-out fold, so no classifier ever sees the series it scores. Generated faces (from true and from
-shuffled context) are named by the same classifiers. Trained classifiers are cached per fold.
+On the synthetic comics every face has a known character (``ground_truth.csv``). Characters are per series,
+so a classifier trained on the training series cannot name test characters; :func:`cross_fit_identity`
+therefore trains :class:`IdentityClassifier` on *true* test faces by 2-fold cross-fitting: the evaluated
+samples are split in two seeded folds, and the classifier trained on the true faces of one fold names the
+true and generated faces (e.g. from true and from shuffled context) of the other. No evaluated target face is
+ever in the training set of the classifier that scores it; its accuracy on the held-out true faces is the
+ceiling. Trained classifiers are cached by a hash of their training data and settings.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +25,6 @@ from ..data.pixels import to_unit
 from ..storage import atomic_torch_save
 
 __all__ = ["IdentityClassifier", "random_shift", "train_identity_classifier", "cross_fit_identity"]
-
-
 
 
 class IdentityClassifier(nn.Module):

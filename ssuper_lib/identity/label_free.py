@@ -1,9 +1,11 @@
-"""A label-free identity metric for real COMICS, where characters have no labels (issue 12, item 3).
+"""A label-free identity metric for real COMICS, where characters have no labels.
 
-On synthetic data the kit measures identity with a character classifier trained on ground truth. The COMICS
-panels have no character labels, so this metric uses the Siamese cartoon-face embedding
-(:mod:`ssuper_lib.models.siamese`) instead: for each test sample, the generated face, the true (masked) face and
-K candidate faces that *cannot* show the same character - faces from other series - are embedded, and
+On synthetic data identity is measured with a character classifier trained on ground truth
+(:mod:`ssuper_lib.identity.classifier`). The COMICS panels have no character labels, so this metric uses the
+Siamese cartoon-face embedding (:mod:`ssuper_lib.models.siamese`, trained by
+:mod:`ssuper_lib.identity.siamese_training`) instead: for each test sample, the generated face, the true
+(masked) face and K candidate faces that *cannot* show the same character - faces from other series - are
+embedded, and
 
 * **top-1 retrieval**: the true face is the generated face's nearest among {true face} + K candidates;
 * **reciprocal rank**: 1 / rank of the true face in that list (mean over samples: MRR);
@@ -26,6 +28,8 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
+
+from ..models.siamese import SiameseNetwork, embed_faces
 
 __all__ = [
     "embed",
@@ -109,8 +113,6 @@ def label_free_identity_from_embeddings(
 
 def embed(embedder: Embedder, faces: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
     """(N, D) embeddings of ``faces`` by a :class:`~ssuper_lib.models.siamese.SiameseNetwork` or any callable."""
-    from ..models.siamese import SiameseNetwork, embed_faces
-
     if isinstance(embedder, SiameseNetwork):
         return embed_faces(embedder, faces, batch_size=batch_size, device=device)
     with torch.no_grad():

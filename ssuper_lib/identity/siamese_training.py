@@ -1,4 +1,5 @@
-"""Training and evaluating the seed's Siamese cartoon-face network (REFERENCE.md 9.2) in the kit.
+"""Training and evaluating the seed's Siamese cartoon-face network (docs/original.md 9.2): the embedding that
+:mod:`ssuper_lib.identity.label_free` scores identity with on comics without character labels.
 
 * Face sets with identities (:class:`IdentityFaces`): the iCartoonFace recognition layout
   ``<root>/<identity>/*.jpg`` (:func:`load_identity_folder`), or the synthetic comics' ground-truth faces
@@ -16,16 +17,17 @@ once in the dataset constructor and drew from it in the loader), the held-out pa
 training faces are augmented by a small random shift and brightness change (``augment=True``; the original
 used none) because the synthetic training set is small.
 
-CLI::
+CLI (``python -m ssuper_lib.identity.siamese_training`` is the same command)::
 
-    python -m ssuper_lib.siamese train --data data/synthetic --steps 300            # synthetic, split by series
-    python -m ssuper_lib.siamese train --faces icartoonface_rectrain --test-faces icartoonface_rectest
-    python -m ssuper_lib.siamese convert original_siamese.pth siamese_kit.pt       # the seed's whole-model pickle
+    python -m ssuper_lib.identity train --data data/synthetic --steps 300            # synthetic, split by series
+    python -m ssuper_lib.identity train --faces icartoonface_rectrain --test-faces icartoonface_rectest
+    python -m ssuper_lib.identity convert original_siamese.pth siamese_kit.pt       # the seed's whole-model pickle
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -40,8 +42,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .classifier import random_shift
+from ..config import resolve_device
+from ..data.comics import natural_key
 from ..models.siamese import (DIFFERENT, MARGIN, SAME, SAME_THRESHOLD, SiameseNetwork, contrastive_loss, embed_faces,
                              faces_to_unit, load_original_siamese, load_siamese, pair_distance, save_siamese)
+from ..preprocess.sequences import square_face_box
+from ..runs import make_run_dir
 
 __all__ = [
     "IdentityFaces",
@@ -137,8 +143,6 @@ def synthetic_identity_faces(data_root: str | os.PathLike, series: Sequence[str]
     import pandas as pd
     from PIL import Image
 
-    from ..preprocess.sequences import square_face_box
-
     root = Path(data_root)
     gt_path = root / "ground_truth.csv"
     if not gt_path.is_file():
@@ -165,8 +169,6 @@ def synthetic_identity_faces(data_root: str | os.PathLike, series: Sequence[str]
 
 def split_by_series(faces: IdentityFaces, test_fraction: float = 0.25) -> tuple[IdentityFaces, IdentityFaces]:
     """(train, test): the last ``test_fraction`` of the series in natural order are held out."""
-    from ..data.comics import natural_key
-
     series = sorted(set(faces.series), key=natural_key)
     n_test = max(1, int(round(test_fraction * len(series))))
     test = set(series[len(series) - n_test:])
@@ -242,8 +244,13 @@ class SiameseRun:
     seconds: float
 
 
-def _resolve_device(device: str) -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+def _open_run_dir(out_dir: str | os.PathLike | None, name: str, settings: dict) -> Path | None:
+    """A new run directory ``<out_dir>/<NNNNN>-<name>/`` holding ``config.json`` (None without ``out_dir``)."""
+    if out_dir is None:
+        return None
+    run_dir = make_run_dir(out_dir, name)
+    (run_dir / "config.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return run_dir
 
 
 def train_siamese(
@@ -273,7 +280,7 @@ def train_siamese(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = SiameseNetwork(image_dim, backbone, embed_dim).to(dev)
@@ -283,12 +290,7 @@ def train_siamese(
     settings = dict(steps=steps, batch_size=batch_size, lr=lr, backbone=backbone, image_dim=image_dim,
                     embed_dim=embed_dim, augment=augment, seed=seed, margin=MARGIN, same_threshold=SAME_THRESHOLD,
                     train=train.summary(), val=val.summary() if val is not None else None, device=str(dev))
-    run_dir = None
-    if out_dir is not None:
-        from ..runs import make_run_dir
-
-        run_dir = make_run_dir(out_dir, name)
-        (run_dir / "config.json").write_text(json.dumps(settings, indent=2) + "\n")
+    run_dir = _open_run_dir(out_dir, name, settings)
     history: list[dict] = []
     val_res = None
 
@@ -335,8 +337,6 @@ def cached_siamese(train: IdentityFaces, cache_dir: str | os.PathLike, steps: in
     """A Siamese model trained on ``train`` (no validation, no run directory), cached in ``cache_dir`` under a
     hash of the training faces, identities and settings; reloaded (``weights_only``) when present. For the
     evaluation, which needs one embedding for every model and baseline."""
-    import hashlib
-
     h = hashlib.sha256()
     h.update(train.faces.numpy().tobytes())
     h.update(repr((list(train.identities), steps, seed, sorted(kwargs.items()), "SiameseNetwork-v1")).encode())
@@ -451,7 +451,7 @@ def plot_nearest_neighbours(queries: IdentityFaces, idx: np.ndarray, dist: np.nd
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ssuper_lib.siamese", description="Siamese cartoon-face model.")
+    p = argparse.ArgumentParser(prog="python -m ssuper_lib.identity", description="Siamese cartoon-face model.")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train on synthetic ground-truth faces or an iCartoonFace-layout folder")
     t.add_argument("--data", help="synthetic data root (ground_truth.csv + panels/); split by series")

@@ -1,6 +1,6 @@
 """Contextual-attention refinement (Yu et al. 2018, "Generative Image Inpainting with Contextual Attention").
 
-The CA variant (REFERENCE.md 1.15) refines the coarse SSuperVAE face inside its panel: the coarse face is
+The CA variant (docs/original.md 1.15) refines the coarse SSuperVAE face inside its panel: the coarse face is
 pasted into the masked last panel, a two-branch fine generator (dilated "hallucination" convs and a
 contextual-attention branch that copies features from the known part of the panel) repaints the hole,
 and two WGAN critics judge the fine face (64x64) and the whole fine panel.
@@ -96,7 +96,7 @@ class ContextualAttention(nn.Module):
 
 
 class FineGenerator(nn.Module):
-    """Coarse-filled panel + mask -> refined panel (B, 3, H, W), clamped to [-1, 1] (REFERENCE.md 1.15).
+    """Coarse-filled panel + mask -> refined panel (B, 3, H, W), clamped to [-1, 1] (docs/original.md 1.15).
 
     Input channels: [x (3), ones (1), mask (1)]. Width ``cnum`` (original 64 for 256 px panels:
     8,592,067 parameters). Features run at 1/4 of the panel resolution.

@@ -1,4 +1,4 @@
-"""Panel embedder: one shared EfficientNet applied to every panel of a batch (REFERENCE.md 1.3).
+"""Panel embedder: one shared EfficientNet applied to every panel of a batch (docs/original.md 1.3).
 
 All ``B*S`` panels of a batch go through the same EfficientNet as one ``(B*S, 3, H, W)`` batch (weight
 sharing across the panels of a sequence, as the original). The head follows the original: global average
@@ -46,6 +46,8 @@ from typing import Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..config import resolve_path
 
 __all__ = [
     "PanelEmbedder",
@@ -140,8 +142,6 @@ def resolve_backbone_weights(name: str, pretrained: Union[bool, str, Path]) -> P
     if isinstance(pretrained, (str, Path)) and not (isinstance(pretrained, str) and pretrained.lower() == "true"):
         path = Path(pretrained).expanduser()
         if not path.is_absolute():
-            from ..config import resolve_path
-
             path = resolve_path(path) if not path.is_file() else path
         if not path.is_file():
             raise FileNotFoundError(f"model.pretrained: weights file {path} does not exist (expected an EfficientNet state dict for {name})")

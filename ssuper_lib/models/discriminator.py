@@ -1,12 +1,12 @@
 """Discriminators on faces and whole panels, and the face paste that builds the global inputs.
 
-* :class:`LocalDiscriminator`: the DCGAN discriminator on 64x64 faces (REFERENCE.md 1.10), logits.
-* :class:`GlobalDiscriminator`: the same conv stack on whole panels (REFERENCE.md 1.11), channels capped at
+* :class:`LocalDiscriminator`: the DCGAN discriminator on 64x64 faces (docs/original.md 1.10), logits.
+* :class:`GlobalDiscriminator`: the same conv stack on whole panels (docs/original.md 1.11), channels capped at
   512. The original ended with a 4x4 conv meant to leave 1x1, which holds only for square panels. Here the
   final 4x4 conv yields a patch map of logits that is averaged to one logit per panel, so any size and
   aspect ratio works; for square 256/300 px panels the map is 1x1 and the network (11,156,224 parameters)
-  is the **main branch's** global D (REFERENCE.md 1.11, the Bi-LSTM-SSuperGlobalGAN row). The ``global-disc``
-  branch, which most likely produced the Plain-SSuperGlobalGAN row (REFERENCE.md 1.14), used an uncapped
+  is the **main branch's** global D (docs/original.md 1.11, the Bi-LSTM-SSuperGlobalGAN row). The ``global-disc``
+  branch, which most likely produced the Plain-SSuperGlobalGAN row (docs/original.md 1.14), used an uncapped
   stack (64 -> 2048 channels, 44,739,328 parameters at 256 px) ending in a Sigmoid; ``max_channels=2048``
   gives its channel widths, the logits replace its Sigmoid.
 * :func:`paste_faces`: faces resized (bilinear) to their mask boxes and pasted into a copy of the panels.

@@ -1,4 +1,4 @@
-"""Face generators: the DCGAN generator (REFERENCE.md 1.8) and the IntroVAE residual decoder (1.9).
+"""Face generators: the DCGAN generator (docs/original.md 1.8) and the IntroVAE residual decoder (1.9).
 
 Both map z (B, latent) to a face (B, 3, img_size, img_size) in the kit's [-1, 1] convention.
 

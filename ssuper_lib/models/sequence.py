@@ -1,4 +1,4 @@
-"""Sequence encoders: panel embeddings -> (mu, log_sigma) of q(z | panels) (REFERENCE.md 1.4-1.7).
+"""Sequence encoders: panel embeddings -> (mu, log_sigma) of q(z | panels) (docs/original.md 1.4-1.7).
 
 * :class:`PlainSequenceEncoder`: concatenation of the S embeddings in dataset order [p1, p2, masked p3].
 * :class:`LSTMSequenceEncoder`: (Bi-)LSTM over [masked p3, p1, p2] when ``masked_first`` (the original's
@@ -6,14 +6,14 @@
 * :class:`ConvLSTMSequenceEncoder`: a peephole ConvLSTM over backbone feature maps, pooled at the end.
 * :class:`LatentHead`: dropout on the features, optional Linear projector, then two Linears (mu, log_sigma).
 
-The one sampling/KL convention of the kit (CONTRACTS.md): the encoder returns ``log_sigma`` = log of the
+The one sampling/KL convention of the kit (docs/design.md 10.2): the encoder returns ``log_sigma`` = log of the
 standard deviation; :func:`reparameterize` draws z = mu + exp(log_sigma) * eps and :func:`kl_normal` is
 the matching analytic KL(N(mu, sigma) || N(0, I)), summed over dimensions and averaged over the batch.
 
 Differences from the original code: the KL matches the sampling (the original's HEAD KL treated log_sigma
-as a log-variance, REFERENCE.md 1.6); no ``.cuda()`` state initialisation; the ConvLSTM peephole weights
+as a log-variance, docs/original.md 1.6); no ``.cuda()`` state initialisation; the ConvLSTM peephole weights
 are sized from the feature-map size of the configured panel size (the original hard-coded 10 x 10 in the
-config and is broken at HEAD, REFERENCE.md 1.7); the LSTM is called with its default zero state.
+config and is broken at HEAD, docs/original.md 1.7); the LSTM is called with its default zero state.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class LSTMSequenceEncoder(nn.Module):
 
 
 class ConvLSTMCell(nn.Module):
-    """Shi et al. ConvLSTM cell with peepholes (REFERENCE.md 1.7).
+    """Shi et al. ConvLSTM cell with peepholes (docs/original.md 1.7).
 
     gates = Conv([x_t, h]) split into i, f, g, o;  i = sigm(i + Wci*c);  f = sigm(f + Wcf*c);
     c' = f*c + i*tanh(g);  o = sigm(o + Wco*c');  h' = o*tanh(c'). Peepholes (1, C, h, w), zero-initialised,

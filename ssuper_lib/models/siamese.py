@@ -1,4 +1,4 @@
-"""The seed's Siamese cartoon-face network (REFERENCE.md 9.2) and a safe loader for its whole-model pickle.
+"""The seed's Siamese cartoon-face network (docs/original.md 9.2) and a safe loader for its whole-model pickle.
 
 The seed lists a Siamese face model (~86% pair accuracy on iCartoonFace) among its pretrained models. It embeds a
 64x64 RGB face in [0, 1] (``ToTensor`` without normalisation) into 5 numbers:
@@ -12,7 +12,7 @@ Pairs are labelled 0 (same identity) or 1 (different), the original's convention
 loss of Hadsell et al. (2006) with margin 1, ``mean((1 - y) d^2 + y max(0, 1 - d)^2)`` on the Euclidean distance
 d, and a pair counts as "same" when d < 0.5.
 
-Differences from the original: its module imported a missing ``networks.mlp`` (REFERENCE.md 8, item 20); its
+Differences from the original: its module imported a missing ``networks.mlp`` (docs/original.md 8, item 20); its
 ``forward`` took a ``(x1, x2, labels)`` batch - here ``forward(x)`` embeds one batch (``forward_once``), which is
 what retrieval needs; the feature size follows the input size instead of a hard-coded 2048. The original saved
 the trained network whole with ``torch.save(model)`` (a pickle naming its classes). :func:`load_original_siamese`

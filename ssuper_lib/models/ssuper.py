@@ -1,4 +1,4 @@
-"""The SSuperGAN model family, assembled from a :class:`~ssuper_lib.config.ModelConfig` (REFERENCE.md 1.1).
+"""The SSuperGAN model family, assembled from a :class:`~ssuper_lib.config.ModelConfig` (docs/original.md 1.1).
 
 Every variant shares the conditional-VAE front end: a panel embedder (shared EfficientNet + head), a
 sequence encoder with its latent head giving q(z | panels) = N(mu, exp(log_sigma)^2), and a face
@@ -23,9 +23,6 @@ on the variant's parts: ``backbone.net.*``, ``backbone.head.fc.*``, ``seq_encode
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterable
-
 import torch
 import torch.nn as nn
 
@@ -42,18 +39,10 @@ __all__ = [
     "SSuperGAN",
     "SSuperGlobalGAN",
     "SSuperVAECA",
-    "build_model",
-    "count_parameters",
-    "parameter_table",
-    "parameter_summary",
-    "shape_trace",
-    "PART_NAMES",
+    "SEQ_LEN",
 ]
 
 SEQ_LEN = 3  # panels per sample (the data's window_size)
-
-PART_NAMES = ("backbone", "embed_head", "seq_encoder", "generator", "local_disc", "global_disc", "refiner", "local_critic",
-              "global_critic", "exemplar_attention", "exemplar_generator")
 
 
 class SSuperModel(nn.Module):
@@ -242,138 +231,3 @@ class SSuperVAECA(SSuperVAE):
         fine_panel = raw * mask + last * (1.0 - mask)
         fine_face = crop_faces(raw, mask_coords, self.img_size)
         return {"fine_panel": fine_panel, "fine_face": fine_face}
-
-
-VARIANTS = {"ssupervae": SSuperVAE, "ssupergan": SSuperGAN, "ssuperglobalgan": SSuperGlobalGAN, "ssupervae_ca": SSuperVAECA}
-ORIGINAL_VARIANTS = tuple(VARIANTS)  # the nine table rows use these; variants beyond the original register below
-
-
-def register_variant(cls: type[SSuperModel]) -> type[SSuperModel]:
-    """Register a model class under its ``variant`` name (for :func:`build_model` and ``model.variant``)."""
-    VARIANTS[cls.variant] = cls
-    return cls
-
-
-def _register_beyond_original() -> None:
-    from .exemplar import SSuperExemplar
-
-    register_variant(SSuperExemplar)
-
-
-def build_model(cfg: ModelConfig, panel_size: Iterable[int] = (300, 300)) -> SSuperModel:
-    """The variant named by ``cfg.variant`` for panels of ``panel_size`` = (H, W) (usually cfg.data.panel_size)."""
-    if cfg.variant not in VARIANTS:
-        _register_beyond_original()
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"model.variant: expected one of {', '.join(VARIANTS)}, got {cfg.variant!r}")
-    if cfg.vae_output not in ("tanh", "none"):
-        raise ValueError(f"model.vae_output: expected tanh or none, got {cfg.vae_output!r}")
-    H, W = (int(v) for v in panel_size)
-    return VARIANTS[cfg.variant](cfg, (H, W))
-
-
-def count_parameters(module: nn.Module | None, trainable_only: bool = False) -> int:
-    """Number of (trainable) parameters of a module (0 for None)."""
-    if module is None:
-        return 0
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def parameter_table(cfg: ModelConfig, panel_size: Iterable[int] = (300, 300), name: str | None = None):
-    """pandas DataFrame with one row per part (and a ``total`` row): ``part``, ``module``, ``params``, ``trainable``.
-
-    The model is built on the ``meta`` device with ``pretrained=False``: no weights are read or
-    downloaded and no memory is allocated, so counting even the 150M-parameter ConvLSTM model is instant.
-    """
-    import dataclasses
-
-    import pandas as pd
-
-    cfg_np = dataclasses.replace(cfg, pretrained=False)
-    ctx = torch.device("meta") if hasattr(torch, "device") else contextlib.nullcontext()
-    with ctx:
-        model = build_model(cfg_np, panel_size)
-    rows = []
-    for part, module in model.parts().items():
-        n = count_parameters(module)
-        rows.append({"part": part, "module": type(module).__name__, "params": n,
-                     "trainable": count_parameters(module, trainable_only=True)})
-    rows.append({"part": "total", "module": type(model).__name__, "params": sum(r["params"] for r in rows),
-                 "trainable": sum(r["trainable"] for r in rows)})
-    df = pd.DataFrame(rows)
-    if name is not None:
-        df.insert(0, "model", name)
-    return df
-
-
-def parameter_summary(config_paths: Iterable, overrides: list[str] | None = None):
-    """One row per config file: name, variant, encoder, sizes, panel size, parameters per part and total.
-
-    Each model is counted at its configured ``data.panel_size`` without weights (see :func:`parameter_table`).
-    """
-    from pathlib import Path
-
-    import pandas as pd
-
-    from ..config import load_config
-
-    rows = []
-    for path in config_paths:
-        cfg = load_config(path, overrides)
-        table = parameter_table(cfg.model, cfg.data.panel_size).set_index("part")["params"]
-        row = {
-            "model": Path(path).stem,
-            "variant": cfg.model.variant,
-            "encoder": cfg.model.seq_encoder,
-            "latent": cfg.model.latent_dim,
-            "lstm_hidden": cfg.model.lstm_hidden if cfg.model.seq_encoder != "plain" else None,
-            "embed": cfg.model.embed_dim,
-            "panel": "x".join(str(v) for v in cfg.data.panel_size),
-        }
-        row.update({part: int(table.get(part, 0)) for part in PART_NAMES})
-        row["total"] = int(table["total"])
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    df["lstm_hidden"] = df["lstm_hidden"].astype("Int64")  # empty for plain encoders
-    return df
-
-
-@torch.no_grad()
-def shape_trace(model: SSuperModel, panels: torch.Tensor, mask_coords: torch.Tensor | None = None):
-    """Tensor shapes through every part of ``model`` for one batch (eval mode, no gradient): DataFrame(stage, shape).
-
-    Without ``mask_coords`` a centred box of half the panel side is used for the paste / refinement stages.
-    """
-    import pandas as pd
-
-    was_training = model.training
-    model.eval()
-    B, S, _, H, W = panels.shape
-    if mask_coords is None:
-        mask_coords = torch.tensor([[H // 4, H // 4 + H // 2, W // 4, W // 4 + W // 2]] * B)
-    rows = [("panels (B, S, 3, H, W)", panels.shape)]
-    feats = model.backbone_features(panels)
-    rows.append(("backbone features", feats.shape))
-    emb = model.backbone.forward_head(feats)
-    rows.append(("panel embeddings (head)", emb.shape))
-    mu, log_sigma = model.seq_encoder(emb)
-    rows += [("mu", mu.shape), ("log_sigma", log_sigma.shape)]
-    z = reparameterize(mu, log_sigma)
-    rows.append(("z", z.shape))
-    face = model.generate(z)
-    rows.append((f"face ({type(model.generator).__name__})", face.shape))
-    if model.local_disc is not None:
-        rows.append(("local_disc logits", model.local_disc(face).shape))
-    if model.global_disc is not None:
-        composite = paste_faces(panels[:, -1], face, mask_coords)
-        rows += [("panel with pasted face", composite.shape), ("global_disc logits", model.global_disc(composite).shape)]
-    if model.refiner is not None:
-        mask = torch.zeros(B, 1, H, W, device=panels.device)
-        for i, (y1, y2, x1, x2) in enumerate(mask_coords.tolist()):
-            mask[i, :, y1:y2, x1:x2] = 1.0
-        ref = model.refine(panels, face, mask, mask_coords)
-        rows += [("fine_panel", ref["fine_panel"].shape), ("fine_face", ref["fine_face"].shape),
-                 ("local_critic scores", model.local_critic(ref["fine_face"]).shape),
-                 ("global_critic scores", model.global_critic(ref["fine_panel"]).shape)]
-    model.train(was_training)
-    return pd.DataFrame([(stage, tuple(shape)) for stage, shape in rows], columns=["stage", "shape"])

@@ -1,6 +1,6 @@
 """Context exemplars: the faces detected in a sample's context panels, with their surroundings.
 
-Beyond the original (DESIGN.md 7b). The paper's claim is that the panels around a masked face tell which
+Beyond the original (docs/design.md 7b). The paper's claim is that the panels around a masked face tell which
 character it is. The most direct carrier of that information is the character's own face in an earlier
 panel. This module gathers, for every sample of a sequence file:
 
@@ -15,8 +15,8 @@ panel. This module gathers, for every sample of a sequence file:
 
 Crops are computed once per (panel, box) and cached beside the sequence file under a hash of the sequence
 file, the annotation files and the settings (``<data root>/exemplar_cache/``). The baselines of
-:mod:`ssuper_lib.baselines` and the Exemplar-SSuperGAN variant (:mod:`ssuper_lib.models.exemplar`) read
-them.
+:mod:`ssuper_lib.evaluate.baselines` and the Exemplar-SSuperGAN variant (:mod:`ssuper_lib.models.exemplar`)
+read them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .sequences import square_face_box
 from ..config import DataConfig, resolve_path
+from ..data.boxes import box_iou
+from ..data.comics import read_annotations
+from ..data.pixels import to_unit
+from ..detect import filter_panel_boxes
 from ..storage import atomic_torch_save
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "build_exemplars",
     "load_or_build_exemplars",
     "ExemplarDataset",
+    "exemplar_fields",
     "candidate_characters",
 ]
 
@@ -131,10 +137,6 @@ def build_exemplars(data_cfg: DataConfig, samples: Sequence, k_per_panel: int = 
     """Candidates and queries for ``samples`` (:class:`~ssuper_lib.data.comics.SequenceSample`) of ``data_cfg``."""
     from PIL import Image
     from tqdm.auto import tqdm
-
-    from ..data.comics import read_annotations
-    from ..detect.run import filter_panel_boxes
-    from .sequences import square_face_box
 
     t0 = time.perf_counter()
     F = int(data_cfg.face_size)
@@ -263,22 +265,16 @@ class ExemplarDataset(Dataset):
         return item
 
 
-def _f(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div(127.5).sub(1.0)
-
-
 def exemplar_fields(ex: ExemplarSet, i: int | torch.Tensor) -> dict[str, torch.Tensor]:
     """The float exemplar fields of sample(s) ``i`` (an int, or an index tensor for a batch)."""
-    return {"cand_face": _f(ex.cand_face[i]), "cand_ctx": _f(ex.cand_ctx[i]), "cand_geo": ex.cand_geo[i],
-            "cand_valid": ex.cand_valid[i], "query_ctx": _f(ex.query_ctx[i]), "query_geo": ex.query_geo[i]}
+    return {"cand_face": to_unit(ex.cand_face[i]), "cand_ctx": to_unit(ex.cand_ctx[i]), "cand_geo": ex.cand_geo[i],
+            "cand_valid": ex.cand_valid[i], "query_ctx": to_unit(ex.query_ctx[i]), "query_geo": ex.query_geo[i]}
 
 
 def candidate_characters(ex: ExemplarSet, samples: Sequence, gt_csv: str | Path, iou_thold: float = 0.3) -> np.ndarray:
     """(N, C) object array: the ground-truth character of each candidate (None: empty slot or no true box with
     IoU >= ``iou_thold``). Synthetic data only; for the oracle baseline and the attention diagnostics."""
     import pandas as pd
-
-    from ..detect.run import box_iou
 
     df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
     by_panel = {p: (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["character"].tolist())

@@ -1,11 +1,11 @@
 """Preprocessing: detector boxes -> filtered faces -> square face boxes -> sequences of 3 panels, face crops, split.
 
-Implements the paper's data construction (REFERENCE.md 4.1, 4.2): a sample is a window of ``window_size``
+Implements the paper's data construction (docs/original.md 4.1, 4.2): a sample is a window of ``window_size``
 consecutive panels on disk (natural order of the series folder, crossing page boundaries) in which every
 panel holds at least one valid face; the target is a face of the last panel, which the model must generate
 from the context. Each panel is represented by a square crop of side min(W, H) that contains its face.
 
-Differences from the original ``extract_golden_panels.py`` (REFERENCE.md 4.1 and 8, items 10, 11):
+Differences from the original ``extract_golden_panels.py`` (docs/original.md 4.1 and 8, items 10, 11):
 
 * every valid face of the last panel gives a sample (the original kept only the last box of each panel
   because of a dictionary bug);
@@ -38,10 +38,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import DataConfig, resolve_path
+from ..config import DataConfig, load_config, resolve_path
 from ..data.comics import Box, SequenceSample, list_panels, list_series, natural_key, read_annotations, write_sequences
 from ..data.datasets import holdout_val_series, split_samples, split_series
-from ..detect.run import filter_annotations
+from ..detect import filter_annotations
 
 __all__ = [
     "square_face_box",
@@ -62,7 +62,7 @@ __all__ = [
 
 
 def square_face_box(box: Sequence[float], width: int, height: int, margin: bool = False) -> list[int]:
-    """Square box around a face, inside the image (REFERENCE.md 4.1 ``set_face_area``).
+    """Square box around a face, inside the image (docs/original.md 4.1 ``set_face_area``).
 
     The box is clipped to the image; centre = box centre, radius = floor(max(w, h) / 2). With ``margin`` the
     centre moves up by h/6 and the radius grows x1.5 (the original's "with margin" faces). The radius is
@@ -87,7 +87,7 @@ def square_face_box(box: Sequence[float], width: int, height: int, margin: bool 
 
 
 def square_panel_crop(face: Sequence[int], width: int, height: int, rng: np.random.Generator) -> list[int]:
-    """Square crop of side min(W, H) that contains the square ``face`` (REFERENCE.md 4.1 ``select_area_given_face``).
+    """Square crop of side min(W, H) that contains the square ``face`` (docs/original.md 4.1 ``select_area_given_face``).
 
     The crop is centred on the long axis when the face fits; otherwise its start is drawn uniformly from
     the positions that contain the face (seeded ``rng``). The face square's side never exceeds min(W, H).
@@ -245,7 +245,7 @@ def write_face_crops(
     panel_root: str | Path, faces: dict[str, list[Box]], out_plain: str | Path, out_margin: str | Path | None = None,
     workers: int | None = None, progress: bool = False,
 ) -> int:
-    """Save every valid face as a square crop at original resolution (REFERENCE.md 4.2), without and with margin.
+    """Save every valid face as a square crop at original resolution (docs/original.md 4.2), without and with margin.
 
     ``k`` in ``<page>_<panel>_<k>.jpg`` is the face's index among the panel's valid faces (file order).
     Series are spread over ``workers`` processes (default: up to 4, bounded by the CPU count).
@@ -449,8 +449,6 @@ def plot_sequence_preview(dataset, indices: Sequence[int]) -> "plt.Figure":  # n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..config import load_config
-
     p = argparse.ArgumentParser(prog="python -m ssuper_lib.preprocess",
                                 description="Build sequences, face crops and the series split from detector boxes.")
     p.add_argument("config", nargs="?", default=None, help="YAML config with a data: section (default: built-in defaults)")

@@ -1,3 +1,6 @@
 """Synthetic comics in the COMICS layout: ``python -m ssuper_lib.data.synthetic --out D``."""
 
-from .generator import *  # noqa: F401,F403
+from .cast import CAST_PALETTES
+from .generator import GENERATOR_VERSION, generate, main
+
+__all__ = ["GENERATOR_VERSION", "generate", "main", "CAST_PALETTES"]

@@ -1,0 +1,5 @@
+import sys
+
+from .siamese_training import main
+
+sys.exit(main())
