@@ -4,7 +4,7 @@
 this module only reads those artifacts and draws. Everything goes through :func:`ssuper_lib.viz.save_figure`
 (fixed dpi, no metadata), so the same artifacts always give byte-identical PNG files.
 
-The reconstruction grids mirror the original README's ``res1.png`` / ``res2.png`` (REFERENCE.md 7): per
+The reconstruction grids mirror the original README's ``res1.png`` / ``res2.png`` (docs/original.md 7): per
 sequence Panel 1, Panel 2, Panel 3 (masked, as the model sees it) and Original (true face); then per model
 Global Recon (G(mu) pasted into panel 3) and Recon (G(mu) at 64x64). The generated faces come from
 ``runs/<run>/eval/recon_examples.npz``, written once by :func:`export_recon_examples` (notebook 05).

@@ -1,4 +1,4 @@
-"""Fixes of the original's training defects (REFERENCE.md 8), tested through the real objectives.
+"""Fixes of the original's training defects (docs/original.md 8), tested through the real objectives.
 
 Each test here fails when its fix is reverted (tests/reverts/*.patch, ``make check-reverts``). The
 objectives run one step on a random batch with tiny models (64 px panels, random backbone weights), so

@@ -112,7 +112,7 @@ def test_convlstm_feature_maps_get_no_undocumented_dropout():
     ("bilstm_ssuperglobalgan", False), ("plain_ssuperglobalgan", True), ("plain_ssupervae_ca", True),
 ])
 def test_original_protocol_psnr_latent_follows_the_original_scripts(config, sampled):
-    """REFERENCE.md 5.1: the original scored a sampled z for SSuperVAE, the CA model and the global-disc
+    """docs/original.md 5.1: the original scored a sampled z for SSuperVAE, the CA model and the global-disc
     Plain-SSuperGlobalGAN, and G(mu) for the SSuperGAN rows and main's (Bi-LSTM) SSuperGlobalGAN."""
     from ssuper_lib.evaluate import original_protocol_samples_z
 
@@ -133,7 +133,7 @@ def test_unknown_target_character_is_its_own_context_group():
 
 
 def test_global_discriminator_docstring_names_the_branch_it_matches():
-    """The capped global D is main's (REFERENCE.md 1.11); the global-disc branch's was uncapped (1.14)."""
+    """The capped global D is main's (docs/original.md 1.11); the global-disc branch's was uncapped (1.14)."""
     import ssuper_lib.models.discriminator as D
 
     doc = D.__doc__

@@ -1,4 +1,4 @@
-"""Trivial baselines every model is judged against (DESIGN.md 7b).
+"""Trivial baselines every model is judged against (docs/design.md 7b).
 
 Each baseline is a face source like a trained model: given the evaluated samples' context exemplars
 (:mod:`ssuper_lib.preprocess.exemplars`) it returns one 64x64 face per sample, and the evaluation scores it

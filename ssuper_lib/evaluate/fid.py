@@ -3,11 +3,11 @@
 * **Kit protocol.** Pooled FID and KID over all test faces computed by ``torch_fidelity.calculate_metrics`` on
   uint8 images with the standard Inception (``inception-v3-compat``), real-face features cached by a name
   derived from the images' bytes (:func:`fid_kid`, :func:`fid_fields`).
-* **Original protocol** (REFERENCE.md 5): FID per batch of prior samples against batch-averaged real
+* **Original protocol** (docs/original.md 5): FID per batch of prior samples against batch-averaged real
   statistics (:func:`fid_original_protocol`, scipy ``sqrtm`` as the original). Every number from it is
   labelled "original protocol" by the callers.
 
-Differences from the original code (REFERENCE.md 5 and 8, items 12-13):
+Differences from the original code (docs/original.md 5 and 8, items 12-13):
 
 * FID is standard: pooled statistics over all test faces, torch-fidelity's Inception on uint8 inputs
   (the original fed [0, 1] images to an Inception that expects [-1, 1]). The original-protocol FID here
@@ -66,7 +66,7 @@ INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"  # name in torc
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILENAME}"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch.hub convention: the hex digits after the last '-' of the name
 WEIGHTS_ENV_VAR = "SSUPER_INCEPTION_WEIGHTS"
-FID_ORIG_BATCH = 256  # per-batch FID batch of the original protocol (REFERENCE.md 5.2: 128-256)
+FID_ORIG_BATCH = 256  # per-batch FID batch of the original protocol (docs/original.md 5.2: 128-256)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def fid_original_protocol(
     real_features: np.ndarray, fake_features: np.ndarray, real_batch_size: int = 256, fake_batch_size: int = 256
 ) -> dict:
-    """**Original protocol** FID (REFERENCE.md 5.2): real statistics are the *average of per-batch means and
+    """**Original protocol** FID (docs/original.md 5.2): real statistics are the *average of per-batch means and
     per-batch covariances* of the real features; FID is computed per batch of generated (prior-sample)
     features against them and averaged over batches. Batches with fewer than 2 samples are skipped
     (``np.cov`` is undefined there: the original's "-" for the CA row).

@@ -96,7 +96,7 @@ def context_groups(gt: Sequence[dict], masked: int) -> list[bool | None]:
 
 def original_protocol_samples_z(cfg) -> bool:
     """Whether the original's evaluation of this row generated from a sampled z ~ q(z | panels) (True) or
-    from G(mu) (False), REFERENCE.md 5.1 and 0.4: SSuperVAE (``eval_ssupervae.py``) and the CA model
+    from G(mu) (False), docs/original.md 5.1 and 0.4: SSuperVAE (``eval_ssupervae.py``) and the CA model
     (``forward`` samples z, PSNR on the fine faces) sampled; so did the ``global-disc`` notebook that
     evaluated Plain-SSuperGlobalGAN. The SSuperGAN scripts and main's global trainer (Bi-LSTM, z = mu)
     used G(mu)."""
@@ -281,7 +281,7 @@ def generate_split(model: nn.Module, cfg: ExperimentConfig, ctx: dict, inputs: R
     loader = DataLoader(PairedSamples(ds, indices, partners, masked_pos, load_partners=inputs.feats is None),
                         batch_size=cfg.eval.batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     faces = SplitFaces(len(indices), cfg.data.face_size, partners is not None)
-    is_vae = original_protocol_samples_z(cfg)  # the original scripts' choice per variant (REFERENCE.md 5.1)
+    is_vae = original_protocol_samples_z(cfg)  # the original scripts' choice per variant (docs/original.md 5.1)
     zgen = torch.Generator(device=dev).manual_seed(seed)
     it = loader
     if progress:
@@ -296,7 +296,7 @@ def generate_split(model: nn.Module, cfg: ExperimentConfig, ctx: dict, inputs: R
         b = inputs.batch(indices, partners, pos, dev)
         out = generate_faces(model, panels, mask, coords, extra=b["extra"], masked_pos=masked_pos, feats=b["f_true"])
         g = faces.add_true_context(pos, out, face, batch)
-        # original protocol: G(mu) or a sampled z, as the original's script for this row (REFERENCE.md 5.1)
+        # original protocol: G(mu) or a sampled z, as the original's script for this row (docs/original.md 5.1)
         faces.orig_gen.append(generate_faces(model, panels, mask, coords, sample_z=True, generator=zgen,
                                              masked_pos=masked_pos, extra=b["extra"], feats=b["f_true"])["face"].float().cpu()
                               if is_vae else g)

@@ -1,14 +1,14 @@
 """Image-quality metrics of the kit: PSNR, SSIM and bootstrap intervals (FID/KID: :mod:`.fid`).
 
-Two protocols are implemented and must never be mixed (DESIGN.md 7):
+Two protocols are implemented and must never be mixed (docs/design.md 7):
 
 * **Kit protocol (sound).** Per-image PSNR and SSIM on the 64x64 faces (mean with a bootstrap confidence
   interval); PSNR of the whole panel with the generated face pasted back.
-* **Original protocol** (REFERENCE.md 5), only to compare with the original table: PSNR of whole batches
+* **Original protocol** (docs/original.md 5), only to compare with the original table: PSNR of whole batches
   of 64 averaged over batches (:func:`psnr_original_protocol`). Every number from it is labelled
   "original protocol" by the callers.
 
-Differences from the original code (REFERENCE.md 5 and 8, items 12-13):
+Differences from the original code (docs/original.md 5 and 8, items 12-13):
 
 * PSNR is per image and uses G(mu) for every variant (the original averaged batch-level PSNR and mixed
   mu-vs-sampled-z protocols between variants).
@@ -62,7 +62,7 @@ def psnr_per_image(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
 
 
 def psnr_original_protocol(pred: torch.Tensor, target: torch.Tensor, batch_size: int = 64) -> dict:
-    """The original's PSNR (REFERENCE.md 5.1), **original protocol**: one PSNR per batch of ``batch_size``
+    """The original's PSNR (docs/original.md 5.1), **original protocol**: one PSNR per batch of ``batch_size``
     images in the given order (MSE over every element of the batch), averaged over batches; the partial
     last batch weighs as much as a full one. Returns {"psnr", "n_batches", "n"}.
     """

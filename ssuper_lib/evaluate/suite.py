@@ -1,6 +1,6 @@
 """Evaluation of trained runs: kit protocol, original protocol, context gain, identity accuracy, results table.
 
-Implements DESIGN.md 7 on a run directory written by ``ssuper_lib.train``:
+Implements docs/design.md 7 on a run directory written by ``ssuper_lib.train``:
 
 * **Kit protocol.** On the test split (by series), faces generated from panel context as G(mu) (the
   fine face for the contextual-attention variant): per-image PSNR and SSIM with bootstrap intervals,
@@ -19,7 +19,7 @@ Implements DESIGN.md 7 on a run directory written by ``ssuper_lib.train``:
   shuffled context) and true faces. No evaluated target face is ever in the training set of the
   classifier that scores it. Its accuracy on the held-out true faces is the ceiling. Classifiers are
   cached by a hash of their training data and settings.
-* **Original protocol** (REFERENCE.md 5), labelled as such everywhere: PSNR of batches of 64 averaged
+* **Original protocol** (docs/original.md 5), labelled as such everywhere: PSNR of batches of 64 averaged
   over batches (G(mu) for the GAN variants, a sampled z for SSuperVAE, batch 1 for the CA fine face as
   the original scripts), and the per-batch FID of prior samples against batch-averaged real statistics.
 

@@ -122,7 +122,7 @@ def write_results(rows: Sequence[dict], stats_dir: str | Path = "data_stats", fi
         "synthetic ground truth and is never ranked as a model.",
         "Kit protocol: test split by series, G(mu), per-image PSNR/SSIM mean [CI] (n = faces); "
         "FID/KID pooled over all test faces (torch-fidelity Inception, uint8); prior FID on G(z), z ~ N(0, I).",
-        "Original protocol (REFERENCE.md 5): batch-of-64 PSNR averaged over batches; per-batch FID of prior "
+        "Original protocol (docs/original.md 5): batch-of-64 PSNR averaged over batches; per-batch FID of prior "
         f"samples (batches of {FID_ORIG_BATCH}) against batch-averaged real statistics. Not comparable with "
         "standard FID nor with the original table's numbers (other data).",
         "Context gain: PSNR(true context) - PSNR(context panels from another series), paired bootstrap CI.",

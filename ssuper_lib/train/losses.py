@@ -5,21 +5,21 @@ image and averaged over the batch**, which is also how :func:`kl_normal` treats 
 With that convention the weights in the config (``recon_weight``, ``kl_weight``, ``gen_recon_weight``,
 ``l1_fine_weight``) mean the same thing whatever the reduction of the loss that they multiply.
 
-Differences from the original code (REFERENCE.md 2.1 and 8):
+Differences from the original code (docs/original.md 2.1 and 8):
 
 * Sampling and KL share one convention (``log_sigma`` is the log of the standard deviation); both are
   defined once in :mod:`ssuper_lib.models.sequence` and re-exported here. The original mixed a log-sigma
-  sample with a log-variance KL after 2021-06-07 (REFERENCE 8.3).
+  sample with a log-variance KL after 2021-06-07 (docs/original.md 8.3).
 * The Gaussian negative log-likelihood with sigma = 1 is reported **without** its constant
   ``0.5 * D * log(2 pi)`` (11,291.9 for a 3x64x64 face), which the original added to every logged value
-  (REFERENCE 8.8). Pass ``include_constant=True`` to get the original's numbers; gradients are identical.
+  (docs/original.md 8.8). Pass ``include_constant=True`` to get the original's numbers; gradients are identical.
 * The discriminator and generator BCE losses use the same reduction: each is a mean over the samples it
-  sees (the original summed the two discriminator terms but averaged the generator term, REFERENCE 8.4).
+  sees (the original summed the two discriminator terms but averaged the generator term, docs/original.md 8.4).
 * A working hinge loss (the original's ``HingeGAN`` expected a 3-tuple from D and was never used).
 * The WGAN-GP gradient penalty interpolates between the *true* sample (the ground-truth face or the
   unmasked ground-truth panel) and the generated one; the original used the masked input panel as the
-  "real" global sample and never back-propagated the critic loss at all (REFERENCE 2.5, 8.5).
-* No ad-hoc "skip the update if the loss is below -ln 0.8" thresholds (REFERENCE 8.7).
+  "real" global sample and never back-propagated the critic loss at all (docs/original.md 2.5, 8.5).
+* No ad-hoc "skip the update if the loss is below -ln 0.8" thresholds (docs/original.md 8.7).
 """
 
 from __future__ import annotations

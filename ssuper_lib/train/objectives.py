@@ -1,4 +1,4 @@
-"""The training objectives (REFERENCE.md 2; one class each, ``step()`` reads top to bottom).
+"""The training objectives (docs/original.md 2; one class each, ``step()`` reads top to bottom).
 
 * ``ssupervae`` (:class:`VAEObjective`): ELBO = recon + KL (optional linear KL warm-up); one Adam over all
   trainable parameters; linear learning-rate decay; gradient clipping.
@@ -196,7 +196,7 @@ class Objective:
 
 
 class VAEObjective(Objective):
-    """SSuperVAE: minimise recon + KL with one Adam over every trainable parameter (REFERENCE.md 2.2)."""
+    """SSuperVAE: minimise recon + KL with one Adam over every trainable parameter (docs/original.md 2.2)."""
 
     def optimizer_specs(self):
         params = [p for g in self.groups.values() for p in g]
@@ -214,7 +214,7 @@ class VAEObjective(Objective):
 
 
 class GANObjective(Objective):
-    """SSuperGAN and SSuperGlobalGAN (REFERENCE.md 2.3, 2.4): D step, then G and E against the new D."""
+    """SSuperGAN and SSuperGlobalGAN (docs/original.md 2.3, 2.4): D step, then G and E against the new D."""
 
     def optimizer_specs(self):
         tc = self.tc
@@ -270,7 +270,7 @@ class GANObjective(Objective):
 
 
 class CAObjective(Objective):
-    """SSuperVAE + contextual-attention refinement with WGAN-GP critics (REFERENCE.md 1.15, 2.5)."""
+    """SSuperVAE + contextual-attention refinement with WGAN-GP critics (docs/original.md 1.15, 2.5)."""
 
     def optimizer_specs(self):
         tc = self.tc
