@@ -28,7 +28,7 @@ test: $(STAMP)
 	-@bash scripts/install_browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## make check-reverts: revert each README "Differences" fix in a temporary copy (tests/reverts/*.patch) and
+## make check-reverts: revert each fix of docs/differences.md in a temporary copy (tests/reverts/*.patch) and
 ## check that its named tests fail (after checking they pass unpatched); one line per fix (caught / NOT caught),
 ## non-zero exit if any is missed; REVERTS="R8.1 N3" runs only the patches whose names start so
 check-reverts:

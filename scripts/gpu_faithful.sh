@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 11's open question, for a GPU node: do the three faithful demo variants learn *who* the masked
+# An open question, for a GPU node: do the three faithful demo variants learn *who* the masked
 # character is once the backbone trains end to end, as in the original? The CPU demo freezes the backbone
 # and caches its features, and those frozen features carry only a few points of identity
-# (python -m ssuper_lib.evaluate.probe; README "What the frozen features can carry").
+# (python -m ssuper_lib.evaluate.probe; docs/results.md, "What the frozen features can carry").
 #
 # For each data seed: the synthetic set (generated and preprocessed when missing, as scripts/second_dataset.sh),
 # then Plain-SSuperGAN, Bi-LSTM-SSuperGAN and Plain-SSuperVAE from their demo configs with only these changes:

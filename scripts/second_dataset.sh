@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo pipeline on a second synthetic data set that no setting was tuned on (issue 11's check of the
+# The demo pipeline on a second synthetic data set that no setting was tuned on (the check of the
 # demo results): generate it, preprocess, train the demo models, evaluate them beside the baselines.
 #   bash scripts/second_dataset.sh [SEED]        (default 7; writes data/seed<SEED>, runs/*-seed<SEED>_*,
 #                                                 data_stats/seed<SEED>/, figures/seed<SEED>/)

@@ -52,7 +52,7 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 EXECUTED = REPO_ROOT / "runs" / "executed_notebooks"
 DATA_ROOT = "data/synthetic"
 # The demo trains these variants (notebook 04 once per config and training seed); notebook 05 evaluates them
-# all beside the baselines. Exemplar-SSuperGAN is the variant beyond the original (README "Beyond the original").
+# all beside the baselines. Exemplar-SSuperGAN is the variant beyond the original (docs/exemplar.md).
 DEMO_CONFIGS = (
     "configs/models/demo_plain_ssupergan.yaml",
     "configs/models/demo_bilstm_ssupergan.yaml",
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fresh", action="store_true", help="delete data/synthetic and runs/ first")
     ap.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 05 06)")
     ap.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    ap.add_argument("--seeds", type=int, default=1, help="training seeds per demo model (the README table uses 3)")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per demo model (docs/results.md uses 3)")
     args = ap.parse_args(argv)
     try:
         run_demo(fresh=args.fresh, only=args.only, seed=args.seed, seeds=args.seeds)

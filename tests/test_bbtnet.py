@@ -1,5 +1,5 @@
 """The seed's FaceDetector RetinaFace (BBTNet) in the kit: key layout, strict loading, equality with the original,
-the "no person" rule and a resumable detection run that preprocessing reads (issue 12)."""
+the "no person" rule and a resumable detection run that preprocessing reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PanelSequenceDataset / FaceCropDataset / ground-truth matching (issue 3)."""
+"""PanelSequenceDataset / FaceCropDataset / ground-truth matching."""
 
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def test_fast_decode_and_resize_match_pil(tiny_synthetic, cfg_300):
 
 def test_simplejpeg_and_torchvision_decoders_give_the_same_samples(tiny_synthetic, tmp_path, monkeypatch):
     """The loader decodes JPEGs with simplejpeg where it is installed (less per-call overhead than
-    torchvision's decoder; issue 13) and falls back to torchvision: both are libjpeg-turbo with the same DCT and upsampling, so every pixel of every
+    torchvision's decoder) and falls back to torchvision: both are libjpeg-turbo with the same DCT and upsampling, so every pixel of every
     sample is the same either way, and equal to PIL's decode."""
     import ssuper_lib.data.decode as D
     from ssuper_lib.preprocess import run_preprocessing
@@ -275,7 +275,7 @@ def _jpeg_variants() -> dict[str, bytes]:
 
 
 def test_rectangle_decoder_gives_the_whole_decode_pixels():
-    """Issue 13: the loader decodes only the rectangle of a panel that its crop needs (``_native.c``:
+    """The loader decodes only the rectangle of a panel that its crop needs (``_native.c``:
     rows above it skipped, decoding stopped below it, iMCU columns outside it not transformed). Every pixel
     of the (rounded) box inside the image equals the whole-image decode's, for baseline, progressive,
     4:4:4 / 4:2:2 / 4:2:0 and grayscale files, boxes anywhere, also reaching outside the image; where a box

@@ -1,4 +1,4 @@
-"""Detectors, box filtering, resumable/sharded detection runs and detection evaluation (issue 3)."""
+"""Detectors, box filtering, resumable/sharded detection runs and detection evaluation."""
 
 from __future__ import annotations
 

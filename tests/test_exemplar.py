@@ -1,4 +1,4 @@
-"""Context exemplars, the baselines, and the Exemplar-SSuperGAN variant (issue 11)."""
+"""Context exemplars, the baselines, and the Exemplar-SSuperGAN variant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loss functions: values against hand computations, reduction conventions, gradients (issue 5)."""
+"""Loss functions: values against hand computations, reduction conventions, gradients."""
 
 from __future__ import annotations
 

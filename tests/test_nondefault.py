@@ -1,4 +1,4 @@
-"""Settings off the default path that used to give silently wrong results (issue 10, item 4).
+"""Settings off the default path that used to give silently wrong results.
 
 Each test failed on the code before its fix; tests/reverts/*.patch put each old behaviour back and
 ``make check-reverts`` checks that the test notices.

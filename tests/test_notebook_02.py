@@ -1,4 +1,4 @@
-"""Notebook 02 runs headlessly in smoke mode and writes its table and figures where it is told (issue 3)."""
+"""Notebook 02 runs headlessly in smoke mode and writes its table and figures where it is told."""
 
 from __future__ import annotations
 

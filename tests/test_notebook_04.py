@@ -1,4 +1,4 @@
-"""Notebook 04 runs headlessly in smoke mode: trains, resumes, writes its figures (issue 5)."""
+"""Notebook 04 runs headlessly in smoke mode: trains, resumes, writes its figures."""
 
 from __future__ import annotations
 

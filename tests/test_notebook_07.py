@@ -1,4 +1,4 @@
-"""Notebook 07 (Siamese model and label-free identity metric) runs headlessly in smoke mode (issue 12)."""
+"""Notebook 07 (Siamese model and label-free identity metric) runs headlessly in smoke mode."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every notebook's parameters cell parses cleanly: papermill reads each parameter (``make demo`` prints no
-"Unable to parse line" warnings), and the demo silences nothing else (issue 10, item 6)."""
+"Unable to parse line" warnings), and the demo silences nothing else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sequences, square boxes and crops, face folders and the series split (issue 3)."""
+"""Sequences, square boxes and crops, face folders and the series split."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_tiny_synthetic_invariants_and_reproducibility(tiny_synthetic, tmp_path)
     assert (tmp_path / "c" / "sequences.json").read_bytes() != (tmp_path / "a" / "sequences.json").read_bytes()
 
 
-# ---------------------------------------------------------------------------------------------- fast paths (issue 13)
+# ---------------------------------------------------------------------------------------------- fast paths
 def test_header_sizes_match_pil_and_outputs_are_unchanged(tiny_synthetic, tmp_path, monkeypatch):
     """The fast paths of the preprocessing give exactly what PIL and the array filter give: image sizes from
     the JPEG SOF (plain, behind a large APP segment, PNG via PIL) and a byte-identical sequence file."""

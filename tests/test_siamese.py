@@ -1,5 +1,5 @@
 """The seed's Siamese cartoon-face model in the kit: network, loss, the original's whole-model pickle through the
-safe path, pair sampling, training on synthetic identities, and the label-free identity metric (issue 12)."""
+safe path, pair sampling, training on synthetic identities, and the label-free identity metric."""
 
 from __future__ import annotations
 

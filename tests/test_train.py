@@ -1,4 +1,4 @@
-"""Training engine (issue 5): the four objectives learn, exact resume after SIGKILL, DDP with gloo,
+"""Training engine: the four objectives learn, exact resume after SIGKILL, DDP with gloo,
 non-finite loss guard, checkpoints loadable with weights_only=True, run directories, feature cache."""
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def test_feature_cache_computes_each_shared_context_panel_once(data_root, tmp_pa
 
 
 def test_training_reads_validation_never_test_and_keeps_the_best_checkpoint(data_root, tmp_path, monkeypatch):
-    """Issue 10: sample sheets, validation errors, best.pt and early stopping use the validation series only."""
+    """Sample sheets, validation errors, best.pt and early stopping use the validation series only."""
     from ssuper_lib.data import datasets as D
     from ssuper_lib.data.datasets import read_split
 

@@ -10,7 +10,7 @@ evaluation's own code (:func:`ssuper_lib.evaluate.score_faces`): PSNR, identity 
 shuffled context (the context panels of another series, the masked panel kept), series-bootstrap intervals.
 
 If the readout gains little identity from context too, the features are the likely limit: a model trained
-after them would have to beat their best linear decoder by a wide margin (README, "What the frozen features can
+after them would have to beat their best linear decoder by a wide margin (docs/results.md, "What the frozen features can
 carry"). Choose penalties on the validation split: it is a diagnostic.
 
     python -m ssuper_lib.evaluate.probe configs/models/demo_plain_ssupervae.yaml [--split val] [--spatial]

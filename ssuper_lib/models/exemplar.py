@@ -73,7 +73,7 @@ class ExemplarAttention(nn.Module):
     difference of the thumbnails, the absolute difference and product of learned surroundings features,
     both positions and the candidate face's features. With the pixel-MSE selection target it ended below the
     untrained rule on the demo's validation series; with the colour-layout target it is no better than the
-    metric alone (README "Beyond the original"). Kept for that ablation.
+    metric alone (docs/exemplar.md). Kept for that ablation.
     """
 
     THUMB = 12

@@ -1,4 +1,4 @@
-"""Parameter tables and tensor shapes of the model variants (notebook 03, the README's tables)."""
+"""Parameter tables and tensor shapes of the model variants (notebook 03, docs/results.md)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ The parts: :mod:`.objectives` (one class per variant, docs/original.md 2), :mod:
 precision), :mod:`.data` (datasets, resumable sampler), :mod:`.state` (step, RNG states, checkpoints,
 exact resume), :mod:`.monitor` (metrics.jsonl, sample sheets, validation, early stopping, best.pt).
 
-**Defects of the original fixed here** (docs/original.md 8; each is a line in the README's differences):
+**Defects of the original fixed here** (docs/original.md 8; each is a line in docs/differences.md):
 
 * 8.1 every discriminator steps (the original called ``zero_grad()`` where ``step()`` belonged).
 * 8.2 the global adversarial term carries gradient into G (the original pasted ``fake.detach()``).
