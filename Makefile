@@ -6,7 +6,7 @@ STAMP       := $(VENV)/.installed
 # The torch build to install. Here: a CUDA build of 2.14.1 that also runs on the CPU. On a GPU node
 # with conda, use environment.yml instead.
 TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lab bench venv clean-demo check-reverts
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from .config import REPO_ROOT, load_config
@@ -32,10 +33,16 @@ def _ipc_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
-        """A kernel manager whose kernels use the ``ipc`` transport (Unix domain sockets)."""
+        """A kernel manager whose kernels use the ``ipc`` transport (Unix domain sockets).
+
+        Each kernel's socket files get a name of their own (``kernel-ipc-<pid>-<random>-N`` in the working
+        directory): jupyter_client's default ``kernel-ipc-N`` takes the first N without a file, which two
+        processes starting kernels in one directory at once (``pytest -n``, or ``make demo`` beside
+        ``make test``) can both pick."""
 
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", f"kernel-ipc-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             super().__init__(**kwargs)
 
     return IPCKernelManager

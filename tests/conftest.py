@@ -1,4 +1,11 @@
-"""Shared fixtures: a tiny synthetic dataset generated once per session, and a notebook runner."""
+"""Shared fixtures: a tiny synthetic dataset generated once per session, and a notebook runner.
+
+Torch runs on ``OMP_NUM_THREADS`` threads (1 unless set): the tests' models are tiny, so more threads only
+add contention (the more so on a shared machine or under ``pytest -n``), and a float result never depends on
+which test files were collected or ran before. Child processes (CLI runs, notebook kernels) inherit it. The
+process-wide torch switches a test may flip (thread count, deterministic algorithms, cuDNN flags) are put
+back after each test.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,32 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(autouse=True)
+def _torch_process_state():
+    """Put back the process-wide torch switches after each test (``train.deterministic`` turns some on)."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    state = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), cudnn.benchmark, cudnn.deterministic)
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    yield
+    threads, det, warn_only, cudnn.benchmark, cudnn.deterministic = state
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det, warn_only=warn_only)
+    if cublas is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
 @pytest.fixture(scope="session")

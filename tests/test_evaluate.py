@@ -17,8 +17,6 @@ from ssuper_lib.data.pixels import to_uint8
 from ssuper_lib.evaluate import fid as FID
 from ssuper_lib.evaluate import metrics as M
 
-torch.set_num_threads(1)
-
 
 def data_overrides(root: Path) -> list[str]:
     return [

@@ -15,8 +15,6 @@ from ssuper_lib.data.comics import read_annotations, read_sequences
 from ssuper_lib.preprocess.exemplars import build_exemplars, candidate_characters, load_or_build_exemplars
 from ssuper_lib.models import ORIGINAL_VARIANTS, build_model, count_parameters
 
-torch.set_num_threads(1)
-
 
 def _overrides(root: Path) -> list[str]:
     return [f"data.panel_path={root}/panels", f"data.annot_path={root}/annotations",

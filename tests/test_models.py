@@ -18,8 +18,6 @@ from ssuper_lib.models.discriminator import GlobalDiscriminator, LocalDiscrimina
 from ssuper_lib.models.generator import DCGANGenerator, IntroVAEDecoder
 from ssuper_lib.models.sequence import ConvLSTMCell, LSTMSequenceEncoder
 
-torch.set_num_threads(2)
-
 CONFIG_DIR = REPO_ROOT / "configs" / "models"
 TABLE_CONFIGS = [
     "plain_ssupervae", "lstm_ssupervae", "bilstm_ssupervae", "plain_ssupergan", "bilstm_ssupergan",

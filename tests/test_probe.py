@@ -11,8 +11,6 @@ import torch.nn.functional as F
 
 from ssuper_lib.evaluate import probe as P
 
-torch.set_num_threads(1)
-
 
 def test_ridge_readouts_recover_a_linear_map_and_both_forms_agree():
     g = torch.Generator().manual_seed(0)
