@@ -190,6 +190,7 @@ class TrainConfig:
     feature_dtype: str = "float32"  # autocast dtype of the frozen backbone while caching features: float32 (exact) | bfloat16 (CPUs with AVX-512 BF16 and GPUs: about 2x faster caching, features within ~5%; its own cache key)
     log_every: int = 50  # steps between metrics.jsonl lines
     sample_every: int = 500  # steps between sample sheets
+    tensorboard: Union[bool, str] = "auto"  # TensorBoard event files in <run>/tensorboard/ (metrics.jsonl scalars, sample sheets, config): auto (on when the tensorboard package is installed) | true | false
     ckpt_every: int = 500  # steps between checkpoints
     out_dir: str = "runs"  # parent of run directories runs/<NNNNN>-<name>/
     resume: str | None = None  # run directory or checkpoint to continue from
@@ -378,6 +379,8 @@ def _check_values(cfg: ExperimentConfig) -> None:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
             raise _KeyProblem(dotted, f"expected a value in {bounds}, got {value!r}")
+    if isinstance(cfg.train.tensorboard, str) and cfg.train.tensorboard != "auto":
+        raise _KeyProblem("train.tensorboard", f"expected auto, true or false, got {cfg.train.tensorboard!r}")
     if len(cfg.data.panel_size) != 2 or min(cfg.data.panel_size) < 32:
         raise _KeyProblem("data.panel_size", f"expected [H, W] with both >= 32, got {cfg.data.panel_size}")
     for key in ("train.betas", "train.encoder_betas"):

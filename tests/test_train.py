@@ -3,6 +3,7 @@ non-finite loss guard, checkpoints loadable with weights_only=True, run director
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -186,6 +187,9 @@ def test_ddp_two_processes_gloo(data_root, tmp_path):
     assert steps == [1, 2, 3, 4], "only rank 0 logs, once per step"
     ckpt = torch.load(runs[0] / "checkpoints" / "latest.pt", weights_only=True)
     assert len(ckpt["rng"]) == 2, "checkpoint keeps the RNG state of both ranks"
+    if importlib.util.find_spec("tensorboard") is not None:  # train.tensorboard=auto: on; one writer, rank 0's
+        events = list(tmp_path.rglob("events.out.tfevents.*"))
+        assert [e.parent for e in events] == [runs[0] / "tensorboard"], f"only rank 0 writes event files: {events}"
 
 
 @pytest.mark.slow

@@ -49,12 +49,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import ConfigError, ExperimentConfig, resolve_device, save_config
 from ..models import build_model
+from ..progress import progress_bar
 from ..runs import find_checkpoint, make_run_dir
 from .data import ResumableSampler, _build_datasets, _train_loader
 from .engine import _amp_dtype, _broadcast_object, _broadcast_tensors, _cuda_determinism, _Dist, _init_distributed, _to_device
 from .monitor import FixedSamples, LossWindow, MetricsLog, Monitor, validation_sets
 from .objectives import OBJECTIVES, NonFiniteLossError, Objective
 from .state import TrainState, _maybe_write_hash, _seed_everything
+from .tensorboard_log import open_tensorboard, tensorboard_enabled
 
 __all__ = ["RunResult", "train", "ENV_STEP_SLEEP"]
 
@@ -87,6 +89,7 @@ def train(
     """
     if cfg.train.val_select == "context" and cfg.train.val_every <= 0:
         raise ConfigError("train.val_select=context selects checkpoints at validations: set train.val_every > 0")
+    tensorboard_enabled(cfg.train.tensorboard)  # train.tensorboard=true without the package: an error before any work
     d = _init_distributed(cfg)
     try:
         tc = cfg.train
@@ -122,7 +125,8 @@ def train(
         if d.main:
             save_config(cfg, run_dir / "config.yaml")
         model.train()
-        log = MetricsLog(run_dir / "metrics.jsonl" if d.main else None, callback, d.main)
+        log = MetricsLog(run_dir / "metrics.jsonl" if d.main else None, callback, d.main,
+                         open_tensorboard(cfg, run_dir, state.step) if d.main else None)
         monitor = Monitor(cfg, model, d, device, log, fixed, val_ds, val_eval, val_shuffled, run_dir, steps_per_epoch)
         monitor.start(state, ckpt_path, total_steps, amp_dtype, data_info)
 
@@ -168,12 +172,11 @@ def _run_steps(cfg: ExperimentConfig, objective: Objective, state: TrainState, m
                sampler: ResumableSampler, train_ds: Dataset, total_steps: int, progress: bool) -> dict[str, float]:
     """Optimisation steps from ``state.step`` to ``total_steps`` (or early stopping), with the train lines,
     sheets, validations and checkpoints on their schedules; returns the last window's loss means."""
-    from tqdm.auto import tqdm
-
     tc, d, model, device, steps_per_epoch = cfg.train, state.dist, state.model, state.device, state.steps_per_epoch
     window = LossWindow()
     sleep = float(os.environ.get(ENV_STEP_SLEEP, "0") or 0)
-    bar = tqdm(total=total_steps, initial=state.step, disable=not (progress and d.main), desc=cfg.name, dynamic_ncols=True)
+    bar = progress_bar(total=total_steps, initial=state.step, disable=not (progress and d.main), desc=f"train {cfg.name}",
+                       unit="step", samples_per_step=tc.batch_size * d.world_size, dynamic_ncols=True)
     try:
         while state.step < total_steps:
             epoch, batch_in_epoch = divmod(state.step, steps_per_epoch)
@@ -191,7 +194,7 @@ def _run_steps(cfg: ExperimentConfig, objective: Objective, state: TrainState, m
                 window.add(losses)
                 bar.update(1)
                 if step % 10 == 0 or step == total_steps:
-                    bar.set_postfix(window.postfix())
+                    bar.set_postfix(window.postfix(), refresh=False)
                 if step % tc.log_every == 0 or step == total_steps:
                     window.emit(monitor.log, step, epoch, tc.batch_size * d.world_size, objective.lr())
                 if tc.sample_every > 0 and step % tc.sample_every == 0 and step != total_steps:

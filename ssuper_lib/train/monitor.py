@@ -4,7 +4,8 @@
 learning rate and the mean of each loss over the window; ``"kind": "eval"`` lines with the
 reconstruction error on fixed samples; ``"kind": "val"`` lines with the validation error (and the
 label-free context gain) that selects ``checkpoints/best.pt`` and stops early. ``samples/`` holds a fixed
-latent grid and fixed validation sequences (panels | truth | reconstruction).
+latent grid and fixed validation sequences (panels | truth | reconstruction). With ``train.tensorboard``, the
+same records and sheets also go to TensorBoard (:mod:`.tensorboard_log`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..data.features import FeatureDataset
 from ..data.shuffle import derangement_across_groups, swap_context
 from .engine import _broadcast_object, _Dist, _to_device
 from .state import TrainState
+from .tensorboard_log import TensorBoardLog
 
 __all__ = ["validation_error", "ShuffledContext", "FixedSamples", "MetricsLog", "LossWindow", "Monitor",
            "N_FIXED", "N_GRID"]
@@ -188,12 +190,14 @@ class FixedSamples:
 
 
 class MetricsLog:
-    """Rank 0's ``metrics.jsonl`` (appended; None on other ranks) and the user's callback; its clock starts
-    when it is made."""
+    """Rank 0's ``metrics.jsonl`` (appended; None on other ranks), its TensorBoard event files
+    (:class:`.tensorboard_log.TensorBoardLog` or None) and the user's callback; its clock starts when it is made."""
 
-    def __init__(self, path: Path | None, callback: Callable[[dict[str, Any]], None] | None, main: bool):
+    def __init__(self, path: Path | None, callback: Callable[[dict[str, Any]], None] | None, main: bool,
+                 tensorboard: TensorBoardLog | None = None):
         self.file = open(path, "a") if path is not None else None
         self.callback = callback if main else None
+        self.tensorboard = tensorboard if main else None
         self.t_start = time.time()
 
     def elapsed(self) -> float:
@@ -203,16 +207,30 @@ class MetricsLog:
         if self.file is not None:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.record(record)
         if self.callback is not None:
             self.callback(record)
+
+    def samples(self, step: int, paths: list[Path]) -> None:
+        """The sample sheets of ``step``: TensorBoard images and a ``samples`` callback."""
+        if self.tensorboard is not None:
+            self.tensorboard.images(step, paths)
+        if self.callback is not None:
+            self.callback({"kind": "samples", "step": step, "paths": [str(p) for p in paths]})
 
     def flush(self) -> None:
         if self.file is not None and not self.file.closed:
             self.file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
 
 class LossWindow:
@@ -286,8 +304,7 @@ class Monitor:
         self.log.emit({"kind": "eval", "step": step, "epoch": step // self.steps_per_epoch, "time": self.log.elapsed(),
                        **errs})
         self.last_eval.update(errs)
-        if self.log.callback is not None:
-            self.log.callback({"kind": "samples", "step": step, "paths": [str(p) for p in paths]})
+        self.log.samples(step, paths)
 
     def validate(self, state: TrainState) -> bool:
         """Validation error on the whole validation split (rank 0); keeps best.pt; True = stop early."""
