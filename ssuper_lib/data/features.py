@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import __version__
 from ..config import ExperimentConfig, resolve_path
 from ..models import backbone as backbone_module
+from ..progress import progress_bar
 from . import datasets as datasets_module
 from . import decode as decode_module
 
@@ -209,8 +210,6 @@ def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, p
     twice as many: this runs the backbone on about 2 panels per sample instead of 3. Masked panels are
     per sample (each has its own face box). The backbone sees panels one by one, so each panel's features
     are those of the per-sample pass up to float rounding (batch composition)."""
-    from tqdm.auto import tqdm
-
     samples = dataset.samples
     n = len(samples)
     S = len(samples[0].panels)  # the caller checked n > 0
@@ -229,7 +228,7 @@ def _compute_shared(model, dataset, device, batch_size: int, num_workers: int, p
     loader = DataLoader(_PanelJobs(dataset, jobs), batch_size=batch_size * S, shuffle=False,
                         num_workers=num_workers, generator=torch.Generator(), collate_fn=_collate_jobs)
     out, faces = [], []
-    for batch in tqdm(loader, desc="caching backbone features", disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc="caching backbone features", disable=not progress, leave=False, unit="batch"):
         with _autocast(device, dtype):
             out.append(model.backbone_features(batch["panel"].to(device)[:, None])[:, 0].float().cpu())
         if batch["face"]:
@@ -259,8 +258,6 @@ def compute_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``model.backbone_features`` over ``dataset`` in eval mode; returns ``(feats, faces)`` on CPU, float32.
     ``dtype`` ``bfloat16`` runs the backbone under bf16 autocast (``train.feature_dtype``)."""
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     if _shares_panels(dataset) and len(dataset):
@@ -273,7 +270,8 @@ def compute_features(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, generator=torch.Generator())
     feats, faces = [], []
     try:
-        for batch in tqdm(loader, desc="caching backbone features", disable=not progress, leave=False):
+        for batch in progress_bar(loader, desc="caching backbone features", disable=not progress, leave=False,
+                                  unit="batch"):
             panels = batch["panels"].to(device)  # (B, S, 3, H, W)
             with _autocast(device, dtype):
                 feats.append(model.backbone_features(panels).float().cpu())  # (B, S, F) or (B, S, C, h, w)
