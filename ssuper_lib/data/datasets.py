@@ -26,7 +26,6 @@ Differences from the original ``GoldenPanelsDataset`` (docs/original.md 3.2 and 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -37,7 +36,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig, resolve_path
 from .boxes import box_iou
-from .comics import IMAGE_EXTENSIONS, SequenceSample, list_series, natural_key, read_sequences
+from .comics import IMAGE_EXTENSIONS, SequenceSample, list_series, natural_key, read_json, read_sequences
 from .decode import _unit_converter, decode_jpeg_panel
 from .pixels import to_unit
 
@@ -124,7 +123,7 @@ def holdout_val_series(train_series: Sequence[str], data_cfg: DataConfig) -> tup
 
 def read_split(path: str | Path) -> dict[str, list[str]]:
     """``split.json`` -> {"train": [...], "val": [...], "test": [...]} ("val" is empty in files without it)."""
-    data = json.loads(Path(path).read_text())
+    data = read_json(path, "run the preprocessing again (it writes split.json beside the sequence file)")
     if not isinstance(data, dict) or not {"train", "test"} <= set(data):
         raise ValueError(f"{path}: expected {{'train': [series...], 'val': [series...], 'test': [series...]}}")
     return {k: [str(s) for s in data.get(k, [])] for k in ("train", "val", "test")}
@@ -471,7 +470,8 @@ def match_ground_truth(samples: Sequence[SequenceSample], gt_csv: str | Path, io
     # rows of each panel, in file order (a stable sort instead of a pandas groupby: ~20x faster)
     panels = df["panel"].to_numpy()
     boxes_all = df[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
-    chars_all = df["character"].to_numpy()
+    # an empty character (an extra of the realism presets: a face of no cast member) is unknown: None
+    chars_all = np.array([c if isinstance(c, str) and c else None for c in df["character"]], dtype=object)
     order = np.argsort(panels, kind="stable")
     ps = panels[order]
     starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]]) if len(ps) else np.zeros(0, np.int64)
@@ -495,6 +495,6 @@ def match_ground_truth(samples: Sequence[SequenceSample], gt_csv: str | Path, io
             _, cs = by_panel.get(p, (None, []))
             if j == len(s.panels) - 1:
                 cs = [c for k, c in enumerate(cs) if k != t_idx]
-            ctx.append(set(cs))
+            ctx.append({c for c in cs if c is not None})
         out.append({"target_character": target, "target_iou": t_iou, "context_characters": ctx})
     return out

@@ -47,7 +47,7 @@ from ..models.siamese import load_original_siamese, load_siamese
 from ..preprocess.sequences import split_path
 from ..runs import checkpoint_step, eval_cache_dir, load_run
 
-__all__ = ["evaluate_all", "evaluate_runs", "results_rows", "identity_embedder", "add_label_free_identity"]
+__all__ = ["evaluate_all", "evaluate_runs", "results_rows", "baseline_config", "identity_embedder", "add_label_free_identity"]
 
 
 def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int = 0, baselines: bool = True,
@@ -59,10 +59,10 @@ def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int 
     run_rows = evaluate_runs(run_dirs, reuse=reuse, split=split, seed=seed, progress=progress, **kwargs)
     base_rows: list[dict] = []
     if baselines and run_dirs:
-        cfg, _ = load_run(run_dirs[0])
+        cfg = baseline_config(run_dirs)
         keys = ("max_samples", "n_boot", "identity", "identity_epochs", "cache_dir", "context_gain")
         bkw = {k: v for k, v in kwargs.items() if k in keys}
-        base_rows = evaluate_baselines(cfg, split=split, seed=seed, **bkw)
+        base_rows = evaluate_baselines(cfg, split=split, seed=seed, k_per_panel=cfg.model.exemplar_k, **bkw)
     n_boot = kwargs.get("n_boot") or 1000
     lf_text = ""
     if label_free and run_dirs:
@@ -78,6 +78,14 @@ def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int 
         for r in table:
             r["lf_note"] = lf_text
     return {"runs": run_rows, "baselines": base_rows, "table": table, "label_free": lf_text}
+
+
+def baseline_config(run_dirs: Sequence[str | Path]) -> ExperimentConfig:
+    """The config the baselines are computed with: the first Exemplar-SSuperGAN run's (its candidates per
+    panel, ``model.exemplar_k``, and its crop size, ``model.exemplar_ctx_size``, are the baselines' too, so
+    the learned selector and the untrained rules see the same candidates), else the first run's."""
+    cfgs = [load_run(rd)[0] for rd in run_dirs]
+    return next((c for c in cfgs if c.model.variant == "ssuper_exemplar"), cfgs[0])
 
 
 def results_rows(result: dict[str, list[dict]]) -> list[dict]:

@@ -277,7 +277,8 @@ def candidate_characters(ex: ExemplarSet, samples: Sequence, gt_csv: str | Path,
     import pandas as pd
 
     df = pd.read_csv(gt_csv, dtype={"panel": str, "character": str})
-    by_panel = {p: (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["character"].tolist())
+    by_panel = {p: (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64),
+                    [c if isinstance(c, str) and c else None for c in g["character"]])  # "" (an extra): None
                 for p, g in df.groupby("panel", sort=False)}
     N, C = ex.cand_valid.shape
     out = np.full((N, C), None, dtype=object)

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from .cast import CAST_PALETTES, EXPRESSIONS, OUTLINE, _shade
 from .panels import PANEL_RANGE, _intersects, _place_faces
+from .turned import VIEWS, covered_share, draw_turned, occlude
 
 
 @lru_cache(maxsize=16)
@@ -106,9 +107,24 @@ def _figure(ch: dict, box, yaw: float) -> _Figure:
     return _Figure(x1, y1, x2, y2, fw, fh, cx, lw, yaw, skin, hair, shirt, accent, eyes, style, acc, ch)
 
 
-def _draw_character(d: ImageDraw.ImageDraw, ch: dict, box, expression: str, yaw: float) -> None:
-    """Body, hair, face, features and accessories of one character; ``box`` is the face (skin) box."""
+class _FrontalParts(NamedTuple):
+    """The frontal drawing steps a turned head reuses as they are (:func:`.turned.draw_turned`)."""
+
+    body: object
+    hair_back: object
+    face: object
+    hair_front: object
+
+
+def _draw_character(d: ImageDraw.ImageDraw, ch: dict, box, expression: str, yaw: float,
+                    view: str = "front", dirn: int = 1) -> None:
+    """Body, hair, face, features and accessories of one character; ``box`` is the face (skin) box.
+    ``view``: ``front`` (yaw shifts the features a little), ``three_quarter`` or ``profile`` facing ``dirn``."""
     f = _figure(ch, box, yaw)
+    if view != "front":
+        draw_turned(d, f._replace(cx=(f.x1 + f.x2) / 2), expression, view, dirn,
+                    _FrontalParts(_draw_body, _draw_hair_back, _draw_face, _draw_hair_front))
+        return
     _draw_body(d, f)
     _draw_hair_back(d, f)
     _draw_ears(d, f)
@@ -128,8 +144,38 @@ def _draw_body(d: ImageDraw.ImageDraw, f: _Figure) -> None:
         (cx + 1.3 * fw, sh + 2.8 * fh), (cx - 1.3 * fw, sh + 2.8 * fh), (cx - 1.15 * fw, sh + 0.35 * fh),
     ]
     d.polygon(torso, fill=shirt, outline=OUTLINE, width=lw)
+    if f.ch.get("pattern", "plain") != "plain":
+        _draw_pattern(d, f, sh)
     d.rectangle([cx - 0.18 * fw, y2 - 0.15 * fh, cx + 0.18 * fw, sh + 0.12 * fh], fill=skin, outline=OUTLINE, width=lw)
     d.polygon([(cx - 0.22 * fw, sh), (cx, sh + 0.3 * fh), (cx + 0.22 * fw, sh)], fill=skin, outline=OUTLINE, width=lw)
+
+
+def _draw_pattern(d: ImageDraw.ImageDraw, f: _Figure, sh: float) -> None:
+    """Stripes, dots or checks on the torso (a changed outfit), clipped to the torso outline."""
+    fw, fh, cx, lw = f.fw, f.fh, f.cx, f.lw
+    ink = _shade(f.shirt, 0.55) if sum(f.shirt) > 200 else _shade(f.accent, 1.0)
+
+    def half_width(y: float) -> float:  # the torso's half width at height y (its outline, piecewise linear)
+        if y < sh + 0.35 * fh:
+            return (0.55 + 0.6 * (y - sh) / (0.35 * fh)) * fw
+        return (1.15 + 0.15 * (y - sh - 0.35 * fh) / (2.45 * fh)) * fw
+
+    pattern = f.ch["pattern"]
+    step = 0.36 * fh
+    y = sh + 0.5 * step
+    while y < sh + 2.75 * fh:
+        hw = half_width(y) - lw
+        if pattern in ("stripes", "check"):
+            d.line([(cx - hw, y), (cx + hw, y)], fill=ink, width=max(2, int(0.12 * fh)))
+        if pattern == "dots":
+            r = 0.07 * fw
+            for x in np.arange(cx - hw + 2 * r, cx + hw - r, 0.36 * fw):
+                d.ellipse([x - r, y - r, x + r, y + r], fill=ink)
+        y += step
+    if pattern == "check":
+        for x in np.arange(cx - 1.1 * fw, cx + 1.1 * fw, 0.36 * fw):
+            y0 = sh + 0.35 * fh if abs(x - cx) > 0.55 * fw else sh + 0.05 * fh
+            d.line([(x, y0), (x, sh + 2.75 * fh)], fill=ink, width=max(2, int(0.08 * fh)))
 
 
 def _draw_hair_back(d: ImageDraw.ImageDraw, f: _Figure) -> None:
@@ -290,19 +336,31 @@ def _draw_balloon(d: ImageDraw.ImageDraw, rng: np.random.Generator, box, speaker
 
 
 
-def _render_panel(rng: np.random.Generator, W: int, H: int, scene: dict, chars: list[dict]):
-    """Draw one panel; returns (image, [(true face box, character)])."""
+def _render_panel(rng: np.random.Generator, W: int, H: int, scene: dict, chars: list[dict], real: dict | None = None):
+    """Draw one panel; returns (image, [(true face box, character)]).
+
+    ``real`` (None: the clean drawing) holds the panel's realism decisions and the realism stream ``rr``:
+    ``sides`` and ``closeup`` for the face placement, ``non_frontal_rate`` and ``occluded_rate``; the drawing
+    adds ``views`` and ``covered`` (per placed face) and ``balloons`` (boxes) to it."""
     img = Image.new("RGB", (W, H))
     d = ImageDraw.Draw(img)
     _draw_background(img, d, rng, scene)
-    boxes = _place_faces(rng, W, H, [c["face_shape"] for c in chars])
+    if real is None:
+        boxes = _place_faces(rng, W, H, [c["face_shape"] for c in chars])
+    else:
+        boxes = _place_faces(rng, W, H, [c["face_shape"] for c in chars], real["sides"], real["closeup"])
     placed = list(zip(boxes, chars))
     # Upper heads first: a lower character's head then sits over the upper one's body, never the reverse.
     placed.sort(key=lambda bc: bc[0][1])
+    views = []
     for box, ch in placed:
         expression = EXPRESSIONS[int(rng.integers(len(EXPRESSIONS)))]
         yaw = float(rng.uniform(-1, 1))
-        _draw_character(d, ch, box, expression, yaw)
+        view, dirn = "front", 1
+        if real is not None and real["rr"].random() < real["non_frontal_rate"]:
+            view, dirn = VIEWS[int(real["rr"].random() < 0.4)], (1 if real["rr"].random() < 0.5 else -1)
+        views.append(view)
+        _draw_character(d, ch, box, expression, yaw, view, dirn)
     # Speech balloons and captions, kept off faces and hair.
     keep_out = [(b[0] - 0.25 * (b[2] - b[0]), b[1] - 0.55 * (b[3] - b[1]), b[2] + 0.25 * (b[2] - b[0]), b[3]) for b, _ in placed]
     for _ in range(int(rng.integers(0, 3))):
@@ -326,7 +384,27 @@ def _render_panel(rng: np.random.Generator, W: int, H: int, scene: dict, chars: 
         if not any(_intersects(cap, k) for k in keep_out):
             d.rectangle(cap, fill=(250, 235, 150), outline=OUTLINE, width=2)
             _squiggle_lines(d, rng, (cap[0] + 6, cap[1] + 2, cap[2] - 6, cap[3] - 2), (40, 30, 30), 2)
+    if real is not None:
+        _occlude_faces(img, real, placed)
+        real["views"], real["balloons"] = views, keep_out[len(placed):]
     bw = int(rng.integers(2, 6))
     d.rectangle([0, 0, W - 1, H - 1], outline=OUTLINE, width=bw)
     return img, placed
+
+
+def _occlude_faces(img: Image.Image, real: dict, placed: list) -> None:
+    """Occluders over a share ``real["occluded_rate"]`` of the faces; ``real["covered"]``: share of each box hidden."""
+    rr = real["rr"]
+    masks = []
+    colours = [CAST_PALETTES["hair"][ch["hair_colour"]] for _, ch in placed]
+    for box, _ in placed:
+        if rr.random() < real["occluded_rate"]:
+            masks.append(occlude(img, rr, box, colours))
+    if not masks:
+        real["covered"] = [0.0] * len(placed)
+        return
+    union = masks[0]
+    for m in masks[1:]:
+        union = Image.fromarray(np.maximum(np.asarray(union), np.asarray(m)))
+    real["covered"] = [covered_share(union, [int(v) for v in box]) for box, _ in placed]
 

@@ -40,19 +40,20 @@ import numpy as np
 
 from ..comics import Box, natural_key, write_annotation_file
 from .cast import _make_cast
-from .detector import _detections
+from .detector import _detections, _detections_calibrated
+from .realism import PRESETS, REALISM_STREAM, Realism, realism_block, realism_preset, series_draws
+from .story import JPEG_QUALITY, _Story
 from .draw import _render_panel
 from .panels import DEFAULT_PANELS_PER_SERIES, PANEL_RANGE, PANEL_SIZE, _int_box, _new_scene, _panel_size
 
 __all__ = ["GENERATOR_VERSION", "generate", "main"]
 
 GENERATOR_VERSION = "1.0"
-JPEG_QUALITY = 85
 
 
-def _generate_series(job: tuple[str, int, int, int | None]) -> dict:
+def _generate_series(job: tuple[str, int, int, int | None, Realism, int]) -> dict:
     """Write one series (panels + annotation file); returns its ground truth, cast and counts."""
-    out, seed, s, n_panels = job
+    out, seed, s, n_panels, realism, n_series = job
     rng = np.random.default_rng([seed, s])
     cast = _make_cast(rng, s)
     if n_panels is None:
@@ -60,6 +61,8 @@ def _generate_series(job: tuple[str, int, int, int | None]) -> dict:
     folder = Path(out) / "panels" / str(s)
     folder.mkdir(parents=True, exist_ok=True)
     counts = {"detection": 0, "duplicate": 0, "false_positive_low": 0, "false_positive_high": 0, "missed": 0}
+    story = _Story(realism, np.random.default_rng([seed, s, REALISM_STREAM]), s, cast,
+                   series_draws(realism, seed, n_series, s))
     gt_rows: list[list] = []
     ann_rows: list[tuple[str, Box]] = []
     page, panel_in_page, page_len = 0, 0, int(rng.integers(3, 9))
@@ -69,6 +72,7 @@ def _generate_series(job: tuple[str, int, int, int | None]) -> dict:
         if scene_left == 0:
             scene = _new_scene(rng, cast)
             scene_left = scene["length"]
+            story.new_scene()
         scene_left -= 1
         W, H = _panel_size(rng)
         k = int(rng.choice([0, 1, 2, 3], p=[0.07, 0.5, 0.33, 0.10]))
@@ -77,23 +81,30 @@ def _generate_series(job: tuple[str, int, int, int | None]) -> dict:
         others = [i for i in range(len(cast)) if i not in chosen]
         while len(chosen) < k and others:  # a guest from the rest of the cast
             chosen.append(others.pop(int(rng.integers(len(others)))))
-        chars = [cast[i] for i in chosen]
-        img, placed = _render_panel(rng, W, H, scene, chars)
+        chars, real = story.panel([cast[i] for i in chosen], W, H)
+        img, placed = _render_panel(rng, W, H, scene, chars, real)
+        img, quality = story.printed(img)
         name = f"{page}_{panel_in_page}.jpg"
         key = f"{s}/{name}"
         buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=JPEG_QUALITY)
+        img.save(buf, "JPEG", quality=quality)
         (folder / name).write_bytes(buf.getvalue())
         true_boxes = [_int_box(b, W, H) for b, _ in placed]
         if not placed:
             faceless += 1
         for tb, (_, ch) in zip(true_boxes, placed):
             gt_rows.append([key, *tb, ch["id"], str(s)])
-        for box in _detections(rng, true_boxes, W, H, counts):
-            ann_rows.append((key, box))
+        if realism.detector == "calibrated":
+            boxes = _detections_calibrated(story.rr, true_boxes, W, H, counts, realism,
+                                           *story.detector_hints(true_boxes, W, H, placed, real))
+        else:
+            boxes = _detections(rng, true_boxes, W, H, counts)
+        story.count_panel(true_boxes, W, H, placed, real, boxes)
+        ann_rows.extend((key, box) for box in boxes)
         panel_in_page += 1
         if panel_in_page == page_len:
             page, panel_in_page, page_len = page + 1, 0, int(rng.integers(3, 9))
+            story.new_page()
     write_annotation_file(Path(out) / "annotations" / f"{s}.txt", ann_rows)
     return {
         "series": str(s),
@@ -104,6 +115,8 @@ def _generate_series(job: tuple[str, int, int, int | None]) -> dict:
         "n_faceless_panels": faceless,
         "annotation_lines": counts,
         "gt_rows": gt_rows,
+        "realism": story.counter.to_dict(),
+        "detection": story.detection,
     }
 
 
@@ -120,6 +133,7 @@ def generate(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    realism: str | Realism = "clean",
 ) -> dict:
     """Write a synthetic COMICS-layout dataset to ``out`` and return its manifest.
 
@@ -127,8 +141,11 @@ def generate(
     ``DEFAULT_PANELS_PER_SERIES`` (120-150, so 40 series give > 5,000 panels). ``workers`` processes
     share the series (default: all cores); the output does not depend on it. An existing dataset in
     ``out`` is an error unless ``overwrite=True``, which replaces it and removes stale preprocessing
-    outputs (sequences.json, faces/, faces_margin/, split.json).
+    outputs (sequences.json, faces/, faces_margin/, split.json). ``realism``: a preset name (``clean``,
+    ``real``, ``hard``) or a :class:`~.realism.Realism`; ``clean`` writes today's data byte for byte, the others
+    add a ``realism`` block (knobs and measured rates) to the manifest.
     """
+    realism = realism_preset(realism)
     out = Path(out)
     if n_series < 1:
         raise ValueError(f"n_series must be >= 1, got {n_series}")
@@ -137,10 +154,12 @@ def generate(
     if panels_per_series is not None and panels_per_series < 1:
         raise ValueError(f"panels_per_series must be >= 1 or None, got {panels_per_series}")
     _clear_out(out, overwrite)
-    jobs = [(str(out), int(seed), s, panels_per_series) for s in range(n_series)]
+    jobs = [(str(out), int(seed), s, panels_per_series, realism, n_series) for s in range(n_series)]
     results = _run_series(jobs, n_series, workers, progress)
     _write_ground_truth(out, results)
     manifest = _manifest(results, seed, panels_per_series)
+    if not realism.is_clean:
+        manifest["realism"] = realism_block(realism, [r["realism"] for r in results], _detection_rates(results))
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, out / "manifest.json")
@@ -244,6 +263,15 @@ def _manifest(results: list[dict], seed: int, panels_per_series: int | None) -> 
     }
 
 
+def _detection_rates(results: list[dict]) -> dict:
+    """Recall and precision at IoU 0.5 of the annotation files after the 0.9 threshold and NMS 0.2."""
+    tp = sum(r["detection"]["true_positives"] for r in results)
+    kept = sum(r["detection"]["kept"] for r in results)
+    faces = sum(r["detection"]["faces"] for r in results)
+    return {"recall": round(tp / faces, 4) if faces else 0.0, "precision": round(tp / kept, 4) if kept else 0.0,
+            "iou": 0.5, "conf_thold": 0.9, "nms_iou": 0.2, "true_positives": tp, "kept": kept, "faces": faces}
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m ssuper_lib.data.synthetic --out data/synthetic --series 40 --seed 0``."""
     ap = argparse.ArgumentParser(prog="ssuper-synth", description="Write a synthetic COMICS-layout dataset.")
@@ -253,10 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--panels-per-series", type=int, default=None, help="fixed panels per series (default: 120-150 drawn)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    ap.add_argument("--realism", choices=sorted(PRESETS), default="clean",
+                    help="realism preset (docs/data.md): clean = flat colours, near-perfect detector (the default); "
+                         "real = costume changes, look-alikes, turned heads, close-ups, occlusion, extras, greyscale "
+                         "series, print effects and a calibrated detector; hard = more of each")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        m = generate(args.out, args.series, args.seed, args.panels_per_series, args.workers, args.overwrite, progress=True)
+        m = generate(args.out, args.series, args.seed, args.panels_per_series, args.workers, args.overwrite,
+                     progress=True, realism=args.realism)
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -267,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{c['annotation_lines']['total']} annotation lines to {args.out} in {dt:.1f} s "
         f"({c['panels'] / dt:.0f} panels/s)"
     )
+    if "realism" in m:
+        r = m["realism"]
+        rates = ", ".join(f"{k.replace('_rate', '')} {r[k]:.2f}" for k in r if k.endswith("_rate"))
+        print(f"realism {args.realism}: {rates}; detector recall {r['detector']['recall']:.2f}, "
+              f"precision {r['detector']['precision']:.2f} (IoU 0.5, conf 0.9, NMS 0.2)")
     return 0
 
 

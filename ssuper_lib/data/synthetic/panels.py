@@ -66,14 +66,21 @@ def _new_scene(rng: np.random.Generator, cast: list[dict]) -> dict:
     }
 
 
-def _place_faces(rng: np.random.Generator, W: int, H: int, shapes: list[str]) -> list[tuple[float, float, float, float]]:
-    """Face (skin) boxes that neither overlap each other nor sit on another character's body."""
+def _place_faces(rng: np.random.Generator, W: int, H: int, shapes: list[str], sides: list | None = None,
+                 closeup: float | None = None) -> list[tuple[float, float, float, float]]:
+    """Face (skin) boxes that neither overlap each other nor sit on another character's body.
+
+    Realism (None: today's drawing): ``sides[i]`` replaces face i's drawn side (close-ups, long shots), and
+    ``closeup`` puts the (single) face at the panel's bottom, its lower edge ``closeup`` face heights below
+    it (negative: above), so the shoulders are out of frame."""
     boxes: list[tuple[float, float, float, float]] = []
     limit = 0.42 * min(W, H) if len(shapes) == 1 else 0.3 * min(W, H)
-    for shape in shapes:
+    for i, shape in enumerate(shapes):
         aspect = FACE_SHAPES[shape]
         side = float(np.clip(np.exp(rng.normal(math.log(85), 0.5)), 24, 200))
         side = max(24.0, min(side, limit))
+        if sides is not None and sides[i] is not None:
+            side = float(sides[i])
         placed = None
         for attempt in range(40):
             fh = side
@@ -84,6 +91,8 @@ def _place_faces(rng: np.random.Generator, W: int, H: int, shapes: list[str]) ->
                 continue
             x1 = float(rng.uniform(m, W - fw - m))
             y1 = float(rng.uniform(m + 0.5 * fh, H - fh - m))
+            if closeup is not None:
+                y1 = H + closeup * fh - fh
             cand = (x1, y1, x1 + fw, y1 + fh)
             ok = True
             for b in boxes:
