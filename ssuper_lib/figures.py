@@ -26,7 +26,7 @@ from .config import resolve_path
 from .data import stats
 from .data.datasets import PanelSequenceDataset, match_ground_truth
 from .detect import plot_detection_evaluation
-from .evaluate import (generate_faces, model_label, plot_context_gain, plot_results_table, results_table,
+from .evaluate import (counts_line, generate_faces, model_label, plot_context_gain, plot_results_table, results_table,
                        training_faces)
 from .evaluate import baselines as B
 from .models.discriminator import paste_faces
@@ -306,7 +306,7 @@ def regenerate_all(
         save(plot_training_curves(runs), "06_training_curves")
     results = pd.read_csv(need("results.csv", "05"))
     rows = [r for r in results.to_dict("records") if r.get("kind") != "seed run"]  # per-seed rows: CSV only
-    save(plot_results_table(results_table(rows)), "06_results_table")
+    save(plot_results_table(results_table(rows), counts_line(rows)), "06_results_table")
     save(plot_context_gain(rows), "06_context_gain")
     if runs:
         examples = [load_recon_examples(r) for r in runs]

@@ -243,11 +243,64 @@ def test_write_results_files(tmp_path):
     csv = pd.read_csv(paths["csv"])
     assert len(csv) == 2 and {"psnr", "psnr_orig", "fid", "gain_psnr", "checkpoint_step", "eval_seed"} <= set(csv.columns)
     md = paths["md"].read_text()
-    assert "original protocol" in md and "14.20 [14.00, 14.40] (n=100)" in md and "31.4 (n=100)" in md
-    assert "place F at P" in md, "the reason FID is unavailable must be written next to the table"
+    assert "original protocol" in md and "n = 100 test faces" in md, "the counts are stated once, above the tables"
+    assert "| 14.20 [14.00, 14.40] |" in md and "| 31.4 |" in md and "(n=100" not in md
+    head, full = md.split("Every column")
+    assert head.count("| Plain-SSuperGAN |") == 1 and "identity gain pp" in head and "label-free top-1 %" in head
+    assert full.count("unavailable (1)") == 2 and md.count("place F at P") == 1, \
+        "an unavailable metric is explained once, in a footnote, not per row"
     assert paths["png"].is_file() and paths["png"].name == "05_results_table.png"
     t = E.results_table(rows)
     assert list(t["LSTM hidden"]) == ["-", 128] and t.loc[0, "FID (kit)"] == "unavailable"
+
+
+def test_headline_table_has_one_interval_per_metric_and_counts_once():
+    rows = [_row(psnr_n_series=4, ssim_lo=0.38, ssim_hi=0.42, id_acc=0.5, id_acc_lo=0.4, id_acc_hi=0.6, id_acc_n=98,
+                 gain_id=0.1, gain_id_lo=0.0, gain_id_hi=0.2, lf_top1=0.3, lf_top1_lo=0.2, lf_top1_hi=0.4,
+                 train_seeds="0,1,2", split="test", id_chance=0.25),
+            _row(model="Baseline: mean training face", kind="baseline", psnr_n_series=4, id_acc="unavailable: no labels")]
+    t = E.headline_table(rows)
+    assert list(t.columns) == ["Model", "PSNR dB", "SSIM", "identity %", "identity gain pp (true − shuffled context)",
+                               "context gain dB", "label-free top-1 %"]
+    assert list(t.iloc[0]) == ["Plain-SSuperGAN", "14.20 [14.00, 14.40]", "0.400 [0.380, 0.420]", "50.0 [40.0, 60.0]",
+                               "10.0 [0.0, 20.0]", "1.50 [1.30, 1.70]", "30.0 [20.0, 40.0]"]
+    md = E.headline_markdown(rows)
+    first = md.splitlines()[0]
+    assert first.startswith("n = 100 test faces from 4 test series (identity: the 98 whose character is known)")
+    assert "95% series-bootstrap" in first and "training seeds 0,1,2" in first and "chance identity 25.0%" in first
+    assert "| unavailable (1) |" in md and md.rstrip().endswith("(1) identity %: unavailable: no labels")
+
+
+def test_result_files_hold_no_absolute_path_and_resolve_from_elsewhere(tmp_path, monkeypatch):
+    """Runs inside the repository are stored relative to it, runs elsewhere relative to the runs root; either
+    resolves again from another working directory."""
+    import ssuper_lib.evaluate.portable as P
+
+    repo = tmp_path / "repo"
+    monkeypatch.setattr(P, "REPO_ROOT", repo)  # a repository-like root in a temporary folder
+    inside, outside = repo / "runs" / "00001-x", tmp_path / "scratch" / "runs" / "00002-y"
+    for rd in (inside, outside):
+        (rd / "eval").mkdir(parents=True)
+        (rd / "eval" / "faces_test_seed0.pt").write_bytes(b"")
+        (rd / "eval" / "per_sample_test_seed0.csv").write_text("series\n")
+    rows = [_row(run=rd.name, run_dir=str(rd), faces_path=str(rd / "eval" / "faces_test_seed0.pt"),
+                 per_sample_path=str(rd / "eval" / "per_sample_test_seed0.csv"),
+                 fid=f"unavailable: place F at {repo}/weights.pth", kind=kind)
+            for rd, kind in ((inside, "model"), (outside, "seed run"))]
+    paths = E.write_results(rows, tmp_path / "stats", tmp_path / "figs", table_rows=rows[:1])
+    for f in (paths["csv"], paths["md"]):
+        assert str(tmp_path) not in f.read_text(), f"{f.name} holds an absolute path"
+    csv = pd.read_csv(paths["csv"])
+    assert list(csv["run_dir"]) == ["runs/00001-x", "00002-y"]
+    assert list(csv["faces_path"]) == ["runs/00001-x/eval/faces_test_seed0.pt", "00002-y/eval/faces_test_seed0.pt"]
+    assert "place F at weights.pth" in csv.loc[0, "fid"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    back = E.read_results(paths["csv"], runs_root=outside.parent)
+    assert [Path(r["run_dir"]) for r in back] == [inside, outside]
+    assert all(Path(r["per_sample_path"]).is_file() and Path(r["faces_path"]).is_file() for r in back)
+    assert E.run_dirs_from_results(paths["csv"], runs_root=outside.parent) == [inside, outside]
 
 
 def test_every_interval_resamples_series(tiny_run):
@@ -294,6 +347,15 @@ def test_command_line_evaluation_writes_the_notebook_outputs(tiny_run, tmp_path)
     assert (csv["n"] == 12).all() and "n_series" in csv and "psnr_lo" in csv
     assert (figs / "05_results_table.png").is_file() and (figs / "05_context_gain.png").is_file()
     assert "Plain-SSuperGAN" in p.stdout and (out / "results.md").is_file()
+    assert csv.loc[0, "run_dir"] == tiny_run.name, "a run outside the repository: relative to its runs root"
+    # again from another working directory, the runs found through results.csv (their saved rows reused)
+    again = subprocess.run([sys.executable, "-m", "ssuper_lib.evaluate", "--results", str(out / "results.csv"),
+                            "--runs-root", str(tiny_run.parent), "--out", str(tmp_path / "again"), "--figures", str(figs),
+                            "--seed", "0", "--max-samples", "12", "--no-baselines", "--no-label-free"],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert pd.read_csv(tmp_path / "again" / "results.csv")["run_dir"].tolist() == [tiny_run.name]
     bad = subprocess.run([sys.executable, "-m", "ssuper_lib.evaluate", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
 

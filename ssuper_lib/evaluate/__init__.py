@@ -6,7 +6,8 @@
 * :mod:`.generate`: the evaluated samples and the faces a model generates from true and shuffled context;
 * :mod:`.scoring`: the row's series-bootstrap intervals (:func:`score_faces`);
 * :mod:`.metrics` (PSNR, SSIM, bootstrap), :mod:`.fid` (FID/KID through torch-fidelity);
-* :mod:`.baselines`, :mod:`.seeds` (training seeds pooled), :mod:`.table` (results table and files),
+* :mod:`.baselines`, :mod:`.seeds` (training seeds pooled), :mod:`.table` (headline and full results tables,
+  results files), :mod:`.portable` (portable paths in result files),
   :mod:`.browser` (:class:`RunBrowser`), :mod:`.probe` (the frozen-feature readout).
 """
 
@@ -20,7 +21,9 @@ from .run import ORIGINAL_PROTOCOL, evaluate_run, model_label
 from .scoring import FaceScores, interval_fields, score_faces
 from .seeds import SEED_METRICS, aggregate_seeds
 from .suite import add_label_free_identity, evaluate_all, evaluate_runs, identity_embedder, results_rows
-from .table import plot_context_gain, plot_results_table, results_table, write_results
+from .portable import portable_row, resolve_result_path, run_dirs_from_results
+from .table import (counts_line, headline_markdown, headline_table, plot_context_gain, plot_results_table,
+                    read_results, results_table, write_results, write_results_markdown)
 
 __all__ = [
     "evaluate_run",
@@ -40,7 +43,15 @@ __all__ = [
     "identity_embedder",
     "add_label_free_identity",
     "results_table",
+    "headline_table",
+    "headline_markdown",
+    "counts_line",
     "write_results",
+    "write_results_markdown",
+    "read_results",
+    "run_dirs_from_results",
+    "resolve_result_path",
+    "portable_row",
     "latest_run",
     "latest_runs",
     "seed_run_name",

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .portable import resolve_result_path, run_dirs_from_results
 from .suite import evaluate_all, results_rows
-from .table import plot_context_gain, results_table, write_results
+from .table import headline_markdown, plot_context_gain, write_results
 from ..config import resolve_path
 from ..viz import save_figure
 
@@ -20,7 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ssuper_lib.evaluate",
                                  description="Evaluate trained runs (kit protocol, original protocol, context gain, "
                                              "identity accuracy) beside the baselines; writes results.csv/.md and figures.")
-    ap.add_argument("run_dirs", nargs="+", help="run directories runs/<NNNNN>-<name>/ (several seeds of one model are aggregated)")
+    ap.add_argument("run_dirs", nargs="*", help="run directories runs/<NNNNN>-<name>/ (several seeds of one model are "
+                    "aggregated); a relative one is also looked for under the repository and --runs-root")
+    ap.add_argument("--results", default=None, help="re-evaluate the runs a results.csv names (its run_dir column)")
+    ap.add_argument("--runs-root", default="runs", help="folder of run directories, for relative names (default: runs)")
     ap.add_argument("--split", default="test", choices=["test", "val"], help="evaluated split (val while tuning)")
     ap.add_argument("--seed", type=int, default=0, help="evaluation seed: subset, context shuffling, bootstrap, classifier")
     ap.add_argument("--fid-weights", default=None, help="torch-fidelity Inception weights file (offline nodes)")
@@ -35,25 +39,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="training steps of the Siamese model when none is given (default: eval.siamese_steps)")
     ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present)")
     args = ap.parse_args(argv)
-    missing = [d for d in args.run_dirs if not Path(d).is_dir()]
-    if missing:
-        ap.error(f"not a run directory: {', '.join(missing)}")
+    dirs = [Path(d) if Path(d).is_dir() else resolve_result_path(d, args.runs_root) for d in args.run_dirs]
+    if args.results:
+        dirs += run_dirs_from_results(resolve_path(args.results) if not Path(args.results).is_file() else args.results,
+                                      args.runs_root)
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing or not dirs:
+        ap.error(f"not a run directory: {', '.join(missing)}" if missing else "give run directories or --results")
     kwargs: dict[str, Any] = {"device": args.device, "checkpoint": args.checkpoint}
     if args.fid_weights:
         kwargs["fid_weights"] = args.fid_weights
     if args.max_samples is not None:
         kwargs["max_samples"] = args.max_samples
-    dirs = [Path(d) for d in args.run_dirs]
     result = evaluate_all(dirs, split=args.split, seed=args.seed, baselines=not args.no_baselines,
                           reuse=not args.no_reuse, progress=True, label_free=not args.no_label_free,
                           siamese_steps=args.siamese_steps, **kwargs)
-    paths = write_results(results_rows(result), args.out, args.figures, table_rows=result["table"])
+    paths = write_results(results_rows(result), args.out, args.figures, table_rows=result["table"], runs_root=args.runs_root)
     import matplotlib
 
     matplotlib.use("Agg")
     fig = plot_context_gain(result["table"])
     paths["gain"] = save_figure(fig, "05_context_gain", out_dir=resolve_path(args.figures))[0]
-    print(results_table(result["table"]).to_string(index=False))
+    print(headline_markdown(result["table"]))
     for k, v in paths.items():
         print(f"{k}: {v}")
     return 0

@@ -25,6 +25,7 @@ from ..data.pixels import to_uint8
 from ..data.shuffle import derangement_across_groups, swap_context
 from ..models.sequence import reparameterize
 from ..preprocess.exemplars import ExemplarSet, exemplar_fields, load_or_build_exemplars
+from ..progress import progress_bar
 from ..storage import atomic_torch_save
 
 __all__ = [
@@ -283,12 +284,7 @@ def generate_split(model: nn.Module, cfg: ExperimentConfig, ctx: dict, inputs: R
     faces = SplitFaces(len(indices), cfg.data.face_size, partners is not None)
     is_vae = original_protocol_samples_z(cfg)  # the original scripts' choice per variant (docs/original.md 5.1)
     zgen = torch.Generator(device=dev).manual_seed(seed)
-    it = loader
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(loader, desc=f"evaluate {desc}", leave=False)
-    for batch in it:
+    for batch in progress_bar(loader, desc=f"evaluate {desc}: faces", disable=not progress, leave=False, unit="batch"):
         pos = np.asarray(batch["pos"], dtype=np.int64)  # positions in the evaluated subset
         panels = batch["panels"].to(dev)  # (B, S, 3, H, W)
         mask, coords = batch["mask"].to(dev), batch["mask_coords"].to(dev)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +38,9 @@ import torch
 
 from .baselines import evaluate_baselines
 from .fid import resolve_inception_weights
+from .portable import portable_row, resolved_row
 from .run import evaluate_run, json_default
+from .scoring import interval_fields
 from .seeds import aggregate_seeds
 from ..config import ExperimentConfig, resolve_path
 from ..data.datasets import read_split
@@ -45,6 +48,7 @@ from ..identity.label_free import embed, label_free_identity, validate_against_i
 from ..identity.siamese_training import cached_siamese, synthetic_identity_faces
 from ..models.siamese import load_original_siamese, load_siamese
 from ..preprocess.sequences import split_path
+from ..progress import format_seconds, note
 from ..runs import checkpoint_step, eval_cache_dir, load_run
 
 __all__ = ["evaluate_all", "evaluate_runs", "results_rows", "baseline_config", "identity_embedder", "add_label_free_identity"]
@@ -62,17 +66,21 @@ def evaluate_all(run_dirs: Sequence[str | Path], split: str = "test", seed: int 
         cfg = baseline_config(run_dirs)
         keys = ("max_samples", "n_boot", "identity", "identity_epochs", "cache_dir", "context_gain")
         bkw = {k: v for k, v in kwargs.items() if k in keys}
+        t0 = time.perf_counter()
+        note(f"evaluate baselines and oracle on the {split} split")
         base_rows = evaluate_baselines(cfg, split=split, seed=seed, k_per_panel=cfg.model.exemplar_k, **bkw)
+        note(f"evaluate baselines and oracle: done in {format_seconds(time.perf_counter() - t0)}")
     n_boot = kwargs.get("n_boot") or 1000
     lf_text = ""
     if label_free and run_dirs:
         cfg, _ = load_run(run_dirs[0])
         if cfg.eval.label_free:
+            note("label-free identity: Siamese face embedding (trained once per data set, then cached)")
             embedder, why = identity_embedder(cfg, kwargs.get("cache_dir"), progress=progress, steps=siamese_steps)
             if embedder is None:
                 lf_text = f"label-free identity metric unavailable: {why}"
             else:
-                lf_text = add_label_free_identity(run_rows + base_rows, embedder, seed=seed)["text"]
+                lf_text = add_label_free_identity(run_rows + base_rows, embedder, seed=seed, n_boot=n_boot)["text"]
     table = aggregate_seeds(run_rows, n_boot=n_boot, seed=seed) + base_rows
     if lf_text:
         for r in table:
@@ -102,18 +110,22 @@ def evaluate_runs(run_dirs: Sequence[str | Path], reuse: bool = True, split: str
     (``<run>/eval/row_<split>_seed<seed>.json``) is returned instead when it was computed from the same
     checkpoint step with the same settings and the same Inception-weights availability."""
     rows = []
-    for rd in run_dirs:
+    for i, rd in enumerate(run_dirs, 1):
         rd = Path(rd)
         key = _settings_key(rd, split, seed, kwargs)
         saved = rd / "eval" / f"row_{split}_seed{seed}.json"
         if reuse and saved.is_file():
-            row = json.loads(saved.read_text())
+            row = resolved_row(json.loads(saved.read_text()), rd.parent)  # paths stored portable
             if row.get("settings_key") == key:
+                note(f"evaluate {rd.name} ({i}/{len(run_dirs)}): reusing its saved row")
                 rows.append(row)
                 continue
+        note(f"evaluate {rd.name} ({i}/{len(run_dirs)}): faces, PSNR/SSIM, context gain, identity, FID")
+        t0 = time.perf_counter()
         row = evaluate_run(rd, split=split, seed=seed, progress=progress, **kwargs)
+        note(f"evaluate {rd.name} ({i}/{len(run_dirs)}): done in {format_seconds(time.perf_counter() - t0)}")
         row["settings_key"] = key
-        saved.write_text(json.dumps(row, indent=1, default=json_default))
+        saved.write_text(json.dumps(portable_row(row, rd.parent), indent=1, default=json_default))
         rows.append(row)
     return rows
 
@@ -149,9 +161,11 @@ def identity_embedder(cfg: ExperimentConfig, cache_dir: str | Path | None = None
     return cached_siamese(faces, cache_dir, steps=steps, seed=0, progress=progress), ""
 
 
-def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0) -> dict:
-    """Add the label-free identity metric (``lf_top1``, ``lf_mrr``, ``lf_verify``, ...) to every row that has
-    saved faces, and return its validation against ground-truth identity accuracy (Spearman rho over the rows)."""
+def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: int = 0, n_boot: int = 1000,
+                            ci: float = 0.95) -> dict:
+    """Add the label-free identity metric (``lf_top1`` with its series-bootstrap interval, ``lf_mrr``,
+    ``lf_verify``, ...) to every row that has saved faces, and return its validation against ground-truth
+    identity accuracy (Spearman rho over the rows)."""
     true_emb: dict[str, torch.Tensor] = {}  # the rows of a table share their true faces: embed them once
     for r in rows:
         path = r.get("faces_path")
@@ -164,6 +178,9 @@ def add_label_free_identity(rows: Sequence[dict], embedder, k: int = 20, seed: i
         lf = label_free_identity(f["gen"], f["true"], f["series"], f["true"], f["series"], embedder, k=k, seed=seed,
                                  true_embeddings=true_emb[key])
         r.update(lf["summary"])
+        per = lf["per_sample"]
+        r.update(interval_fields("lf_top1", per["top1"].to_numpy(), per["series"].to_numpy(),
+                                 sel=per["n_candidates"].to_numpy() > 0, n_boot=n_boot, ci=ci, seed=seed))
     val = validate_against_identity([r for r in rows if r.get("kind") != "seed run"])
     for r in rows:
         r["lf_rho_vs_id_acc"] = val["rho"]
