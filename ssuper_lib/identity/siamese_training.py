@@ -151,6 +151,7 @@ def synthetic_identity_faces(data_root: str | os.PathLike, series: Sequence[str]
     if series is not None:
         gt = gt[gt["series"].isin({str(s) for s in series})]
     gt = gt[np.maximum(gt["x2"] - gt["x1"], gt["y2"] - gt["y1"]) >= min_side]
+    gt = gt[gt["character"].notna()]  # extras of the realism presets belong to no cast member: no identity
     faces, ids, ser, names = [], [], [], []
     for panel, g in gt.groupby("panel", sort=True):
         with Image.open(root / "panels" / panel) as im:

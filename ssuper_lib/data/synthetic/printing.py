@@ -15,14 +15,10 @@ The black line art (pixels dark in every channel) is printed solid on top. Page 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from PIL import Image
 
 __all__ = ["page_settings", "print_page", "to_greyscale"]
-
-_CELL = 32  # resolution of the threshold screen of one halftone cell
 
 
 def page_settings(rr: np.random.Generator) -> dict:
@@ -37,26 +33,30 @@ def page_settings(rr: np.random.Generator) -> dict:
             "paper": tuple(int(v) for v in np.clip(base, 0, 255)), "quality": int(rr.integers(60, 91))}
 
 
-@lru_cache(maxsize=4)
-def _cell_threshold() -> np.ndarray:
-    """(CELL, CELL) thresholds in [0, 1): the rank of each point's distance to the cell centre, so that a
-    density d inks a round dot covering a share d of the cell."""
-    g = (np.arange(_CELL) + 0.5) / _CELL - 0.5
-    d = np.hypot(*np.meshgrid(g, g, indexing="ij")).ravel()
-    rank = np.empty(d.size)
-    rank[np.argsort(d, kind="stable")] = np.arange(d.size)
-    return (rank / d.size).reshape(_CELL, _CELL)
+def _dot_area(r: np.ndarray) -> np.ndarray:
+    """Share of a unit cell inside a disc of radius ``r`` about its centre (r in [0, sqrt(2) / 2])."""
+    r2 = r * r
+    inner = np.float32(np.pi) * r2
+    big = r > 0.5
+    if big.any():
+        rb = r[big]
+        corner = rb * rb * np.arccos(np.float32(0.5) / rb) - np.float32(0.5) * np.sqrt(rb * rb - np.float32(0.25))
+        inner[big] = np.float32(np.pi) * rb * rb - 4.0 * corner
+    return inner
 
 
 def _screen(h: int, w: int, spacing: float, angle_deg: float) -> np.ndarray:
-    """(h, w) halftone thresholds of a screen with dot ``spacing`` px at ``angle_deg``."""
+    """(h, w) halftone thresholds in [0, 1] of a screen with dot ``spacing`` px at ``angle_deg``: the share of
+    the cell closer to its centre than the pixel, so that an ink density d prints a round dot covering d."""
     t = np.deg2rad(angle_deg)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    u = (xx * np.cos(t) + yy * np.sin(t)) / spacing
-    v = (-xx * np.sin(t) + yy * np.cos(t)) / spacing
-    iu = ((u - np.floor(u)) * _CELL).astype(np.int64) % _CELL
-    iv = ((v - np.floor(v)) * _CELL).astype(np.int64) % _CELL
-    return _cell_threshold()[iv, iu]
+    c, s = np.float32(np.cos(t) / spacing), np.float32(np.sin(t) / spacing)
+    xx = np.arange(w, dtype=np.float32)[None, :]
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    u = xx * c + yy * s
+    v = yy * c - xx * s
+    u -= np.floor(u) + np.float32(0.5)
+    v -= np.floor(v) + np.float32(0.5)
+    return _dot_area(np.sqrt(u * u + v * v))
 
 
 def _shift(a: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -76,9 +76,10 @@ def to_greyscale(img: Image.Image) -> Image.Image:
 
 def print_page(img: Image.Image, page: dict, grey: bool = False) -> Image.Image:
     """``img`` as printed with ``page``'s settings (:func:`page_settings`); ``grey``: one black screen."""
-    a = np.asarray(img, dtype=np.float32) / 255.0
+    u8 = np.asarray(img)
+    a = u8.astype(np.float32) / np.float32(255.0)
     h, w, _ = a.shape
-    line_art = a.max(axis=2) < 0.22  # the black plate: outlines and lettering, printed solid
+    line_art = np.maximum(np.maximum(u8[..., 0], u8[..., 1]), u8[..., 2]) < 56  # the black plate, printed solid
     paper = np.array(page["paper"], dtype=np.float32) / 255.0
     s = page["spacing"]
     if grey:

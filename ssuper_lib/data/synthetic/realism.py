@@ -207,6 +207,7 @@ def realism_block(realism: Realism, per_series: list[dict], detection: dict | No
     q = [v for r in per_series for v in r["jpeg_quality"]]
     rate = lambda a, b: round(a / b, 4) if b else 0.0  # noqa: E731
     out = {
+        "preset": next((k for k, v in PRESETS.items() if v == realism), "custom"),
         "settings": realism.as_dict(),
         "costume_change_rate": rate(tot["costume_changed"], tot["costume_pairs"]),
         "lookalike_series_rate": rate(tot["lookalike_series"], len(per_series)),

@@ -35,8 +35,8 @@ class _Story:
         self.n_extra = 0
         self.detection = {"true_positives": 0, "kept": 0, "faces": 0}
         # a close-up panel holds one face: the panel probability that gives ``closeup_rate`` of the faces
-        # (faces per other panel: 1.45 cast faces, plus about 1.4 extras in a share of the panels)
-        r, m = realism.closeup_rate, 1.45 + 1.4 * realism.extra_face_panel_rate
+        # (faces per other panel: about 1.6 cast faces, plus about 1.4 extras in a share of the panels)
+        r, m = realism.closeup_rate, 1.6 + 1.4 * realism.extra_face_panel_rate
         self.p_closeup = r * m / (1.0 - r + r * m) if r > 0 else 0.0
         self.p_long = min(1.0, realism.longshot_rate / max(1e-9, 1.0 - realism.closeup_rate))
         # extras are tried in the panels that are no close-up; about 85% of the tries find room
