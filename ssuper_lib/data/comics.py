@@ -12,11 +12,14 @@ and sequence files can be used as they are:
 
 Differences from the original: a malformed annotation line is counted and reported with its file and
 line number (the original crashed or, in older code, read the corners in another order); the
-original's newline handling (dropping the last character of every line) is replaced by proper parsing.
+original's newline handling (dropping the last character of every line) is replaced by proper parsing;
+a damaged JSON file raises :class:`DataFileError` naming it; :func:`panel_gaps` tells where a panel of a
+series is missing on disk, so that no window of "consecutive" panels bridges it.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -40,6 +43,9 @@ __all__ = [
     "read_sequences",
     "write_sequences",
     "parse_panel_name",
+    "panel_gaps",
+    "DataFileError",
+    "read_json",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -81,6 +87,31 @@ def parse_panel_name(name: str) -> tuple[int, int]:
     stem = Path(name).stem
     page, _, panel = stem.partition("_")
     return int(page), int(panel)
+
+
+def _panel_number(name: str) -> tuple[int, int] | None:
+    """(page, panel) of ``page_panel.ext``, or None for a name of another form (no string-to-Path: ~1 M calls)."""
+    page, sep, panel = name.rsplit(".", 1)[0].partition("_")
+    return (int(page), int(panel)) if sep and page.isdigit() and panel.isdigit() else None
+
+
+def panel_gaps(names: list[str], missing: Iterable[str] = ()) -> list[bool]:
+    """``gaps[i]``: a panel is missing between ``names[i]`` and ``names[i + 1]`` (naturally sorted names of one
+    series on disk). A panel is missing where the panel number skips one on a page (``0_2``, ``0_4``), where a
+    page does not start at the series' first panel number (``0_5``, ``1_1``), and where a name of ``missing``
+    (e.g. annotated panels that are not on disk) sorts between the two. Pages themselves may be skipped."""
+    nums = [_panel_number(n) for n in names]
+    first = min((n[1] for n in nums if n is not None), default=0)
+    absent = sorted(natural_key(m) for m in missing)
+    gaps = []
+    for i in range(len(names) - 1):
+        a, b = nums[i], nums[i + 1]
+        gap = a is not None and b is not None and (b[1] != a[1] + 1 if a[0] == b[0] else b[1] != first)
+        if not gap and absent:
+            j = bisect.bisect_right(absent, natural_key(names[i]))
+            gap = j < len(absent) and absent[j] < natural_key(names[i + 1])
+        gaps.append(gap)
+    return gaps
 
 
 @dataclass(frozen=True)
@@ -251,12 +282,26 @@ class SequenceSample:
         return cls(list(map(str, panels)), crops, faces)
 
 
+class DataFileError(ValueError):
+    """A data file (sequence JSON, split) that is damaged or cut short."""
+
+
+def read_json(path: str | Path, what_to_do: str) -> object:
+    """``json.loads`` of a file; a damaged or truncated one raises :class:`DataFileError` naming it and ``what_to_do``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DataFileError(f"{path}: not valid JSON{where} (damaged or cut short); {what_to_do}") from None
+
+
 def read_sequences(path: str | Path) -> list[SequenceSample]:
     """Read a sequence JSON in the original format, in key order ("0", "1", ...)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sequence file {path} not found: run the preprocessing (notebook 02) first")
-    data = json.loads(path.read_text())
+    data = read_json(path, "run the preprocessing again (python -m ssuper_lib.preprocess, or notebook 02)")
     if isinstance(data, dict):
         items = sorted(data.items(), key=lambda kv: natural_key(kv[0]))
     elif isinstance(data, list):
