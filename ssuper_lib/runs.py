@@ -1,10 +1,14 @@
 """Run directories: how they are named, made and found, and how a finished run is loaded back.
 
 A run lives in ``<train.out_dir>/<NNNNN>-<name>/`` (``runs/00012-demo_plain_ssupergan/``): ``config.yaml``
-(the resolved config), ``metrics.jsonl``, ``samples/`` and ``checkpoints/{latest,best}.pt``. Training makes
-them (:func:`make_run_dir`), resumes from them (:func:`find_checkpoint`), and evaluation, the figures and the
-identity tools read them back (:func:`latest_run`, :func:`load_run`). Everything here is shared by those
-stages, so it sits below all of them.
+(the resolved config), ``metrics.jsonl``, ``samples/`` and ``checkpoints/{latest,previous,best}.pt``. Training
+makes them (:func:`make_run_dir`), resumes from them (:func:`find_checkpoint`, :func:`load_resume_checkpoint`),
+and evaluation, the figures and the identity tools read them back (:func:`latest_run`, :func:`load_run`).
+Everything here is shared by those stages, so it sits below all of them.
+
+``previous.pt`` is the checkpoint ``latest.pt`` replaced (:meth:`TrainState.save`); resuming falls back to it,
+with a warning, when ``latest.pt`` is empty, truncated or damaged. A checkpoint that does not load raises
+:class:`CheckpointError`: one line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,15 +24,20 @@ import torch
 
 from .config import ExperimentConfig, config_from_dict, load_config, resolve_path
 from .models import build_model
+from .storage import CheckpointError, safe_torch_load
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "CheckpointError",
     "parse_run_name",
     "make_run_dir",
     "find_checkpoint",
     "run_checkpoint",
     "checkpoint_step",
     "load_checkpoint",
+    "previous_checkpoint",
+    "load_resume_checkpoint",
+    "is_run_dir",
     "read_metrics",
     "seed_run_name",
     "latest_run",
@@ -71,17 +81,35 @@ def make_run_dir(out_dir: str | Path, name: str) -> Path:
             continue
 
 
+def previous_checkpoint(path: str | Path) -> Path:
+    """``checkpoints/previous.pt`` beside ``checkpoints/latest.pt`` (the checkpoint the latest one replaced)."""
+    return Path(path).with_name("previous.pt")
+
+
+def _resumable(run: Path) -> Path | None:
+    """``checkpoints/latest.pt`` of a run, or its ``previous.pt`` when only that one is there; else None."""
+    latest = run / "checkpoints" / "latest.pt"
+    return latest if latest.is_file() else (previous_checkpoint(latest) if previous_checkpoint(latest).is_file() else None)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory with a checkpoint (``checkpoints/latest.pt``, ``best.pt`` or ``previous.pt``)."""
+    ckpts = Path(path) / "checkpoints"
+    return any((ckpts / f"{n}.pt").is_file() for n in ("latest", "best", "previous"))
+
+
 def find_checkpoint(resume: str | Path, out_dir: str | Path = "runs", name: str | None = None) -> Path | None:
     """The checkpoint that ``train.resume`` names: a ``.pt`` file, a run directory, or ``auto`` (the newest
-    run of ``name`` under ``out_dir`` that has ``checkpoints/latest.pt``; None when there is none)."""
+    run of ``name`` under ``out_dir`` that has ``checkpoints/latest.pt``; None when there is none). A run's
+    ``previous.pt`` stands in for a ``latest.pt`` that is not there."""
     if str(resume) == "auto":
         for run in _runs_of(out_dir, name):
-            if (run / "checkpoints" / "latest.pt").is_file():
-                return run / "checkpoints" / "latest.pt"
+            if (found := _resumable(run)) is not None:
+                return found
         return None
     path = resolve_path(resume)
     if path.is_dir():
-        path = path / "checkpoints" / "latest.pt"
+        path = _resumable(path) or path / "checkpoints" / "latest.pt"
     if not path.is_file():
         raise FileNotFoundError(f"train.resume={resume!r}: no checkpoint at {path}")
     return path
@@ -104,11 +132,34 @@ def run_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only); a file that does not
+    load, or is no kit checkpoint, raises :class:`CheckpointError` (one line naming it)."""
+    ckpt = safe_torch_load(path, map_location=map_location)
+    if not isinstance(ckpt, dict) or "models" not in ckpt:
+        raise CheckpointError(f"{path}: not a checkpoint of this kit (expected a dict with 'models'); resume from a "
+                              f"run's checkpoints/latest.pt")
     if ckpt.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is newer than this code ({CHECKPOINT_VERSION})")
     return ckpt
+
+
+def load_resume_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
+    """``(checkpoint, the file it came from)``: ``path``, or, when that does not load and is a run's ``latest.pt``,
+    its ``previous.pt`` (with a warning naming both)."""
+    path = Path(path)
+    try:
+        return load_checkpoint(path, map_location), path
+    except CheckpointError as exc:
+        prev = previous_checkpoint(path)
+        if path.name != "latest.pt" or not prev.is_file():
+            raise
+        try:
+            ckpt = load_checkpoint(prev, map_location)
+        except CheckpointError as exc_prev:
+            raise CheckpointError(f"{exc}; the previous checkpoint does not load either: {exc_prev}") from None
+        warnings.warn(f"{exc.args[0].split('; ')[0]}; resuming from the previous checkpoint {prev} "
+                      f"(step {ckpt.get('step')})", RuntimeWarning, stacklevel=2)
+        return ckpt, prev
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = "train") -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from ..config import ConfigError, load_config
+from ..data.comics import DataFileError
+from ..storage import CheckpointError
 from .loop import train
 from .objectives import NonFiniteLossError
 
@@ -29,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = train(cfg, run_dir=args.run_dir, progress=not args.no_progress)
-    except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (NonFiniteLossError, ConfigError, CheckpointError, DataFileError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # one line naming the file or setting, no traceback
         return 1
     if result.run_dir is not None:
         print(f"finished {result.step} steps; run directory {result.run_dir}")

@@ -38,7 +38,9 @@ run has finished.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,7 @@ def train(
         raise ConfigError("train.val_select=context selects checkpoints at validations: set train.val_every > 0")
     tensorboard_enabled(cfg.train.tensorboard)  # train.tensorboard=true without the package: an error before any work
     d = _init_distributed(cfg)
+    fresh = _FreshRun()  # a run directory made here is removed again when the run fails before its first step
     try:
         tc = cfg.train
         device = resolve_device(tc.device, d.local_rank)
@@ -100,7 +103,7 @@ def train(
 
         # ---- resume point and run directory (rank 0 decides, everyone agrees)
         ckpt_path = find_checkpoint(tc.resume, tc.out_dir, cfg.name) if tc.resume else None
-        run_dir = _run_directory(cfg, run_dir, ckpt_path, d)
+        run_dir = _run_directory(cfg, run_dir, ckpt_path, d, fresh)
 
         # ---- seeds, model
         _seed_everything(cfg.seed + d.rank)
@@ -120,8 +123,9 @@ def train(
         _seed_everything(cfg.seed + d.rank)
 
         # ---- resume, metrics, monitor
-        state = TrainState(cfg, model, objective, device, d, run_dir, steps_per_epoch)
-        state.restore(ckpt_path)
+        state = fresh.state = TrainState(cfg, model, objective, device, d, run_dir, steps_per_epoch)
+        ckpt_path = state.restore(ckpt_path)  # latest.pt, or previous.pt when latest.pt does not load
+        fresh.start = state.step
         if d.main:
             save_config(cfg, run_dir / "config.yaml")
         model.train()
@@ -144,27 +148,48 @@ def train(
             state.save()
         monitor.evaluate_and_sample(state.step)
         if d.main:  # a finished run (max steps or early stop) says so; an interrupted one has no done.json
+            best = state.val["best"] if math.isfinite(state.val["best"]) else None  # strict JSON: no Infinity
             (run_dir / "done.json").write_text(json.dumps({"step": state.step, "best_step": state.val["best_step"],
-                                                           "val_select": tc.val_select, "best_val": state.val["best"]}))
+                                                           "val_select": tc.val_select, "best_val": best}, allow_nan=False))
         log.close()
         _maybe_write_hash(model, d, state.step, run_dir)
         return RunResult(run_dir if d.main else None, state.step, {**last_losses, **monitor.last_eval},
                          state.last_ckpt if d.main else None)
+    except BaseException:
+        fresh.discard_if_unstarted()
+        raise
     finally:
         if d.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _run_directory(cfg: ExperimentConfig, run_dir: str | Path | None, ckpt_path: Path | None, d: _Dist) -> Path:
-    """The run directory, decided by rank 0 and broadcast: ``run_dir`` when given, the resumed run's, or a new one."""
+@dataclass
+class _FreshRun:
+    """The run directory one call of :func:`train` made (None: it resumes or writes into an existing one), and
+    where the run stands; a run that fails before its first step leaves no directory behind."""
+
+    path: Path | None = None
+    state: TrainState | None = None
+    start: int | None = None  # the step the run started from (set once its checkpoint, if any, is loaded)
+
+    def discard_if_unstarted(self) -> None:
+        if self.path is not None and (self.state is None or self.start is None or self.state.step <= self.start):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _run_directory(cfg: ExperimentConfig, run_dir: str | Path | None, ckpt_path: Path | None, d: _Dist,
+                   fresh: _FreshRun) -> Path:
+    """The run directory, decided by rank 0 and broadcast: ``run_dir`` when given, the resumed run's, or a new one
+    (``fresh.path`` when this call made it)."""
     if d.main:
         if run_dir is not None:
             run_dir = Path(run_dir)
+            fresh.path = None if run_dir.exists() else run_dir
             run_dir.mkdir(parents=True, exist_ok=True)
         elif ckpt_path is not None and ckpt_path.parent.name == "checkpoints":
             run_dir = ckpt_path.parent.parent
         else:
-            run_dir = make_run_dir(cfg.train.out_dir, cfg.name)
+            run_dir = fresh.path = make_run_dir(cfg.train.out_dir, cfg.name)
     return Path(_broadcast_object(str(run_dir) if run_dir is not None else None, d))
 
 

@@ -1,8 +1,10 @@
 """Where a run stands, and its checkpoints: RNG states, seeding, writing and restoring a checkpoint.
 
-``checkpoints/latest.pt`` is written to a temporary file then ``os.replace``d; it loads with
-``weights_only=True`` and holds model, optimisers, schedulers, scaler, step, epoch, data position, config,
-the RNG states of every rank, the validation record and a version.
+``checkpoints/latest.pt`` is written to a temporary file, flushed to disk, then ``os.replace``d; the
+checkpoint it replaces is kept as ``checkpoints/previous.pt``, and resuming falls back to that one (with a
+warning) when ``latest.pt`` does not load. Temporary files left by a killed writer are removed at the next
+save. A checkpoint loads with ``weights_only=True`` and holds model, optimisers, schedulers, scaler, step,
+epoch, data position, config, the RNG states of every rank, the validation record and a version.
 
 **Exact resume.** The data order is a pure function of ``(seed, epoch)`` (the sampler's permutation), the
 DataLoader draws its worker seeds from its own generator (not the global RNG), and a resumed run skips
@@ -25,8 +27,8 @@ import torch.distributed as dist
 from .. import __version__
 from ..config import ConfigError, ExperimentConfig, config_to_dict
 from ..data.features import weights_fingerprint
-from ..runs import CHECKPOINT_VERSION, load_checkpoint
-from ..storage import atomic_torch_save
+from ..runs import CHECKPOINT_VERSION, load_resume_checkpoint, previous_checkpoint
+from ..storage import atomic_torch_save, remove_stale_temporaries
 from .engine import _Dist
 from .objectives import Objective
 
@@ -89,14 +91,15 @@ class TrainState:
         self.last_ckpt_step = -1
         self.val: dict[str, Any] = {"best": float("inf"), "best_step": None, "bad": 0}
 
-    def restore(self, ckpt_path: Path | None) -> None:
-        """Resume from ``ckpt_path`` (None: a fresh start): weights, optimisers, step, this rank's RNG states
-        and the validation record (when it was kept with the same ``train.val_select``). Rank 0 drops the
-        metric lines written after the checkpoint."""
+    def restore(self, ckpt_path: Path | None) -> Path | None:
+        """Resume from ``ckpt_path`` (None: a fresh start; a ``latest.pt`` that does not load: its ``previous.pt``):
+        weights, optimisers, step, this rank's RNG states and the validation record (when it was kept with the
+        same ``train.val_select``). Rank 0 drops the metric lines written after the checkpoint. Returns the
+        checkpoint file resumed from."""
         if ckpt_path is None:
-            return
+            return None
         cfg, model, objective, device, d, run_dir = self.cfg, self.model, self.objective, self.device, self.dist, self.run_dir
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        ckpt, ckpt_path = load_resume_checkpoint(ckpt_path, map_location=device)
         _check_compatible(cfg, ckpt, ckpt_path)
         model.load_state_dict(ckpt["models"]["model"])
         objective.load_state_dict(ckpt)
@@ -109,6 +112,7 @@ class TrainState:
         if isinstance(ckpt.get("val"), dict):
             if ckpt.get("config", {}).get("train", {}).get("val_select", "mse") == cfg.train.val_select:
                 self.val.update(ckpt["val"])  # another criterion's best would not compare: start its record afresh
+        return ckpt_path
 
     def save(self, name: str = "latest") -> None:
         """Write ``checkpoints/<name>.pt`` (rank 0; every rank takes part in gathering the RNG states)."""
@@ -133,7 +137,10 @@ class TrainState:
                 "val": dict(self.val),
             }
             path = self.run_dir / "checkpoints" / f"{name}.pt"
-            atomic_torch_save(payload, path)  # temporary file, then os.replace
+            remove_stale_temporaries(path)
+            # the latest.pt this run wrote or resumed from becomes previous.pt (one that did not load is not kept)
+            keep = previous_checkpoint(path) if name == "latest" and _same_file(self.last_ckpt, path) else None
+            atomic_torch_save(payload, path, previous=keep)  # temporary file, fsync, then os.replace
             if name == "latest":
                 self.last_ckpt, self.last_ckpt_step = path, step
         elif name == "latest":
@@ -144,6 +151,10 @@ class TrainState:
         if self.last_ckpt:
             return f"the last good checkpoint is {self.last_ckpt} (step {self.last_ckpt_step})"
         return "no checkpoint was written yet"
+
+
+def _same_file(a: Path | None, b: Path) -> bool:
+    return a is not None and a.is_file() and b.is_file() and os.path.samefile(a, b)
 
 
 def _check_compatible(cfg: ExperimentConfig, ckpt: dict[str, Any], path: Path) -> None:
