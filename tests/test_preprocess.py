@@ -75,7 +75,7 @@ def _handmade(root: Path) -> Path:
     order in the annotation file.
     """
     rng = np.random.default_rng(0)
-    layout = {"0": ["0_0", "0_1", "0_2", "1_0", "1_1"], "1": ["0_0", "0_1", "1_0", "1_1"], "2": ["0_0", "0_10", "0_2"]}
+    layout = {"0": ["0_0", "0_1", "0_2", "1_0", "1_1"], "1": ["0_0", "0_1", "1_0", "1_1"], "2": ["0_8", "0_10", "0_9"]}
     for s, names in layout.items():
         d = root / "panels" / s
         d.mkdir(parents=True)
@@ -94,7 +94,7 @@ def _handmade(root: Path) -> Path:
         ("1/0_0.jpg", Box(0, 0, 40, 40, 0.99)), ("1/0_1.jpg", Box(0, 0, 40, 40, 0.99)),
         ("1/1_0.jpg", Box(0, 0, 40, 40, 0.5)), ("1/1_1.jpg", Box(0, 0, 40, 40, 0.99))])
     write_annotation_file(root / "annotations" / "2.txt", [
-        (f"2/{n}.jpg", Box(20, 20, 80, 80, 0.99)) for n in ["0_0", "0_2", "0_10"]])
+        (f"2/{n}.jpg", Box(20, 20, 80, 80, 0.99)) for n in ["0_8", "0_9", "0_10"]])
     return root
 
 
@@ -111,8 +111,8 @@ def test_windows_all_last_faces_and_last_window(tmp_path):
     # all 3 valid faces of the last panel give a sample, each with its own target
     targets = sorted(tuple(s.faces[-1]) for s in by_last["0/1_1.jpg"])
     assert len(targets) == 3 and len(set(targets)) == 3
-    # natural order on disk: 2/0_0, 2/0_2, 2/0_10 is the one window of series 2
-    assert by_last["2/0_10.jpg"][0].panels == ["2/0_0.jpg", "2/0_2.jpg", "2/0_10.jpg"]
+    # natural order on disk: 2/0_8, 2/0_9, 2/0_10 is the one window of series 2
+    assert by_last["2/0_10.jpg"][0].panels == ["2/0_8.jpg", "2/0_9.jpg", "2/0_10.jpg"]
     # series 1 has no window (1/1_0 has no face above the confidence threshold)
     assert not any(s.series == "1" for s in samples)
     assert rep.windows == 4 and rep.samples == 6 and len(samples) == 6

@@ -15,7 +15,8 @@ The cache file is keyed by everything that determines its content, so a stale ca
   embedding head after it is left out, so runs and their evaluations share one cache); with
   ``model.train_top_stages`` the cache holds the frozen layers' output map, and only their weights count;
 * panel size, face size, mask value and panel order;
-* the samples of the split (their panels and boxes) and the split name;
+* the samples of the split (their panels and boxes), the split name, and the size and modification time
+  (``st_mtime_ns``) of every panel they read, so a panel edited or replaced in place is read again;
 * the code version (this module's cache version, the library version and the source of the backbone,
   dataset and panel-decoding modules).
 
@@ -115,12 +116,29 @@ def _source_hash(*modules: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def _panel_stamps(root: Path, samples: list) -> bytes:
+    """(size, mtime_ns) of every distinct panel the samples read, in first-use order (one ``stat`` each)."""
+    seen: dict[str, tuple[int, int]] = {}
+    root_str = str(root)
+    for s in samples:
+        for p in getattr(s, "panels", ()):
+            if p not in seen:
+                try:
+                    st = os.stat(os.path.join(root_str, p))
+                    seen[p] = (st.st_size, st.st_mtime_ns)
+                except OSError:
+                    seen[p] = (-1, -1)  # missing: reading it fails later, naming the file
+    return repr(list(seen.items())).encode()
+
+
 def _samples_hash(dataset: Dataset, cfg: ExperimentConfig) -> str:
-    """Hash of the split's samples: the dataset's sample list when it exposes one, plus the files."""
+    """Hash of the split's samples: the dataset's sample list when it exposes one, the stamps of the panels they
+    read, plus the files."""
     h = hashlib.sha256()
     samples = getattr(dataset, "samples", None)
     if samples is not None:
         h.update(repr(list(samples)).encode())
+        h.update(_panel_stamps(resolve_path(cfg.data.panel_path), list(samples)))
     for path in (resolve_path(cfg.data.sequence_path), resolve_path(cfg.data.sequence_path).parent / "split.json"):
         if path.is_file():
             h.update(path.read_bytes())

@@ -17,7 +17,13 @@ Differences from the original ``extract_golden_panels.py`` (docs/original.md 4.1
 * the crop shift is handled on both axes (the original used ``elif`` and handled only one);
 * the train/test split is by series and written to ``split.json``; both the original's rule and a fraction
   rule are available (``DataConfig.split``);
-* image sizes are read from file headers only, and face crops are written by a process pool.
+* image sizes are read from file headers only, and face crops are written by a process pool;
+* a panel that is annotated but not on disk, or that does not decode (an empty or truncated file, not an
+  image), is counted and listed in the report, never crashes the run, and no window bridges it: a window
+  whose panels skip a panel number on a page, or pass a missing panel, is not consecutive
+  (:func:`~ssuper_lib.data.comics.panel_gaps`);
+* the split is checked before anything is written, and the sequence file and ``split.json`` are written
+  last, together.
 
 CLI: ``python -m ssuper_lib.preprocess [CONFIG] [data.key=value ...]``.
 """
@@ -25,8 +31,10 @@ CLI: ``python -m ssuper_lib.preprocess [CONFIG] [data.key=value ...]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -39,7 +47,8 @@ from typing import Sequence
 import numpy as np
 
 from ..config import DataConfig, load_config, resolve_path
-from ..data.comics import Box, SequenceSample, list_panels, list_series, natural_key, read_annotations, write_sequences
+from ..data.comics import (Box, SequenceSample, list_panels, list_series, natural_key, panel_gaps, read_annotations,
+                           write_sequences)
 from ..data.datasets import holdout_val_series, split_samples, split_series
 from ..detect import filter_annotations
 
@@ -134,15 +143,23 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+_TAIL_MARKS = {b"\xff\xd8": (b"\xff\xd9", "truncated JPEG: no end-of-image marker"),
+               b"\x89P": (b"IEND", "truncated PNG: no IEND chunk")}
+
+
 def _image_size(path: str | Path) -> tuple[int, int]:
     """(W, H) of an image from its header: a direct SOF read for JPEG (~10x faster than ``Image.open``, the same
-    numbers), PIL for anything else or any JPEG whose SOF is not in the first 64 KiB."""
+    numbers), PIL for anything else or any JPEG whose SOF is not in the first 64 KiB. A JPEG or PNG whose last
+    32 bytes lack its end marker (a truncated file, the check of ``data.stats``) raises ``ValueError``."""
     fd = os.open(path, os.O_RDONLY)
     try:
         head = os.read(fd, 2048)  # the SOF of a plain JPEG sits in its first few hundred bytes
         size = _jpeg_size(head)
         if size is None and head[:2] == b"\xff\xd8":  # large EXIF / ICC segments before it
             size = _jpeg_size(head + os.read(fd, 65536 - len(head)))
+        mark, problem = _TAIL_MARKS.get(head[:2], (b"", ""))
+        if mark and mark not in os.pread(fd, 32, max(0, os.fstat(fd).st_size - 32)):
+            raise ValueError(problem)
     finally:
         os.close(fd)
     if size is not None:
@@ -166,26 +183,35 @@ def build_sequences(
     margin: bool = False,
     series: Sequence[str] | None = None,
     listing: dict[str, list[str]] | None = None,
+    missing: dict[str, list[str]] | None = None,
 ) -> tuple[list[SequenceSample], dict]:
     """Windows of ``window_size`` consecutive on-disk panels, each with >= 1 valid face; one sample per face of the
     last panel. ``faces``: filtered boxes per panel key; ``sizes``: (W, H) per panel key holding faces;
-    ``listing``: the panel file names per series when already listed (default: ``list_panels``).
+    ``listing``: the panel file names per series when already listed (default: ``list_panels``); ``missing``:
+    per series, names of panels known to be missing on disk (e.g. annotated ones). No window bridges a missing
+    panel (:func:`~ssuper_lib.data.comics.panel_gaps`).
 
-    Returns ``(samples, counts)`` with counts ``{"windows": .., "series_with_windows": ..}``.
+    Returns ``(samples, counts)`` with counts ``{"windows", "series_with_windows", "panel_gaps",
+    "windows_broken"}`` (places where a panel is missing; windows of panels with faces left out for one).
     """
     panel_root = Path(panel_root)
     series = list(series) if series is not None else list_series(panel_root)
     samples: list[SequenceSample] = []
-    n_windows = 0
+    n_windows = n_gaps = n_broken = 0
     series_with = 0
     for s in series:
         names = listing[s] if listing is not None else list_panels(panel_root, s)
         keys = [f"{s}/{name}" for name in names]
         valid = [k in faces and len(faces[k]) > 0 for k in keys]
+        gaps = panel_gaps(names, (missing or {}).get(s, ()))
+        n_gaps += sum(gaps)
         squares: dict[str, list[list[int]]] = {}
         found = False
         for i in range(len(keys) - window_size + 1):  # + 1: the last window of the series is included
             if not all(valid[i : i + window_size]):
+                continue
+            if any(gaps[i : i + window_size - 1]):  # not consecutive: a panel between them is missing
+                n_broken += 1
                 continue
             window = keys[i : i + window_size]
             for k in window:
@@ -205,7 +231,8 @@ def build_sequences(
                     boxes.append(list(face))
                 samples.append(SequenceSample(list(window), crops, boxes))
         series_with += int(found)
-    return samples, {"windows": n_windows, "series_with_windows": series_with}
+    return samples, {"windows": n_windows, "series_with_windows": series_with, "panel_gaps": n_gaps,
+                     "windows_broken": n_broken}
 
 
 def margin_faces_path(faces_path: str | Path) -> Path:
@@ -219,37 +246,50 @@ def split_path(data_cfg: DataConfig) -> Path:
     return resolve_path(data_cfg.sequence_path).parent / "split.json"
 
 
-def _crop_series(args) -> int:
-    """Write the face crops of one series (worker function): ``<out>/<series>/<page>_<panel>_<k>.jpg``."""
+def _decoded(path: Path):
+    """The panel at ``path`` decoded to RGB, or the reason it does not decode (a string)."""
     from PIL import Image
 
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - a damaged panel is reported, not a crash
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+
+def _crop_series(args) -> tuple[int, dict[str, str]]:
+    """Write the face crops of one series (worker function): ``<out>/<series>/<page>_<panel>_<k>.jpg``.
+    Returns (crops written, {panel key: why it does not decode})."""
     panel_root, items, out_plain, out_margin = args
-    n = 0
+    n, failed = 0, {}
     for key, boxes in items:
         series, name = key.split("/", 1)
         stem = Path(name).stem
-        with Image.open(Path(panel_root) / key) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            for out, margin in ((out_plain, False), (out_margin, True)):
-                d = Path(out) / series
-                d.mkdir(parents=True, exist_ok=True)
-                for k, b in enumerate(boxes):
-                    sq = square_face_box(b, w, h, margin)
-                    im.crop(tuple(sq)).save(d / f"{stem}_{k}.jpg", quality=95)
-                    n += 1
-    return n
+        im = _decoded(Path(panel_root) / key)
+        if isinstance(im, str):
+            failed[key] = im
+            continue
+        w, h = im.size
+        for out, margin in ((out_plain, False), (out_margin, True)):
+            d = Path(out) / series
+            d.mkdir(parents=True, exist_ok=True)
+            for k, b in enumerate(boxes):
+                sq = square_face_box(b, w, h, margin)
+                im.crop(tuple(sq)).save(d / f"{stem}_{k}.jpg", quality=95)
+                n += 1
+    return n, failed
 
 
 def write_face_crops(
     panel_root: str | Path, faces: dict[str, list[Box]], out_plain: str | Path, out_margin: str | Path | None = None,
-    workers: int | None = None, progress: bool = False,
+    workers: int | None = None, progress: bool = False, failed: dict[str, str] | None = None,
 ) -> int:
     """Save every valid face as a square crop at original resolution (docs/original.md 4.2), without and with margin.
 
     ``k`` in ``<page>_<panel>_<k>.jpg`` is the face's index among the panel's valid faces (file order).
     Series are spread over ``workers`` processes (default: up to 4, bounded by the CPU count).
-    Returns the number of crops written (both folders).
+    Returns the number of crops written (both folders); panels that do not decode are skipped and, with
+    ``failed``, entered there (panel key -> reason).
     """
     from tqdm.auto import tqdm
 
@@ -261,18 +301,14 @@ def write_face_crops(
     workers = workers if workers is not None else min(4, os.cpu_count() or 1, max(1, len(jobs)))
     bar = tqdm(total=len(jobs), desc="face crops", unit="series", disable=not progress)
     total = 0
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            total += _crop_series(job)
+    parallel = workers > 1 and len(jobs) > 1
+    ctx = mp.get_context("fork") if parallel and sys.platform.startswith("linux") else None
+    with ProcessPoolExecutor(workers, mp_context=ctx) if parallel else contextlib.nullcontext() as ex:
+        for n, bad in (ex.map if parallel else map)(_crop_series, jobs):
+            total += n
+            if failed is not None:
+                failed.update(bad)
             bar.update()
-    else:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
-        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            for n in ex.map(_crop_series, jobs):
-                total += n
-                bar.update()
     bar.close()
     return total
 
@@ -300,7 +336,12 @@ class PreprocessReport:
     val_samples: int = 0
     test_samples: int = 0
     face_crops: int = 0  # files written (plain + margin)
-    unknown_panels: int = 0  # annotated panels that are not on disk (ignored)
+    missing_panels: int = 0  # annotated panels that are not on disk (left out)
+    missing: list[str] = field(default_factory=list)  # first 20 of them, "series/page_panel.jpg"
+    undecodable_panels: int = 0  # panels with faces that do not decode (left out)
+    undecodable: list[str] = field(default_factory=list)  # first 20, "series/page_panel.jpg: reason"
+    panel_gaps: int = 0  # places where a series' panels on disk skip a missing panel
+    windows_broken: int = 0  # windows of panels with faces left out because they would bridge a missing panel
     seconds: float = 0.0
     stage_seconds: dict = field(default_factory=dict)  # annotations, sizes, sequences, split, faces
     sequence_path: str = ""
@@ -322,9 +363,20 @@ class PreprocessReport:
             ("windows", self.windows), ("samples", self.samples), ("train samples", self.train_samples),
             ("validation samples", self.val_samples), ("test samples", self.test_samples),
             ("train series", self.train_series), ("validation series", self.val_series), ("test series", self.test_series),
-            ("face crops written", self.face_crops),
+            ("face crops written", self.face_crops), ("annotated panels missing on disk", self.missing_panels),
+            ("undecodable panels", self.undecodable_panels), ("gaps in the panel order", self.panel_gaps),
+            ("windows bridging a missing panel (left out)", self.windows_broken),
         ]
         return pd.DataFrame(rows, columns=["stage", "count"])
+
+    def skipped(self) -> str:
+        """The panels left out (missing, undecodable) and the windows broken by them, one per line."""
+        lines = [f"{self.missing_panels} annotated panels missing on disk, {self.undecodable_panels} undecodable "
+                 f"panels, {self.panel_gaps} gaps in the panel order: {self.windows_broken} windows left out"]
+        for what, shown, total in (("missing", self.missing, self.missing_panels),
+                                   ("undecodable", self.undecodable, self.undecodable_panels)):
+            lines += [f"  {what}: {x}" for x in shown] + ([f"  ... and {total - len(shown)} more"] if total > len(shown) else [])
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return (
@@ -332,23 +384,27 @@ class PreprocessReport:
             f"{self.after_nms} -> size {self.after_size}; {self.panels_with_faces}/{self.panels_total} panels with faces; "
             f"{self.windows} windows -> {self.samples} samples (train {self.train_samples} in {self.train_series} series, "
             f"validation {self.val_samples} in {self.val_series} series, "
-            f"test {self.test_samples} in {self.test_series} series); {self.face_crops} face crops; {self.seconds:.1f} s"
+            f"test {self.test_samples} in {self.test_series} series); {self.face_crops} face crops; "
+            f"{self.missing_panels} missing and {self.undecodable_panels} undecodable panels left out, "
+            f"{self.windows_broken} windows broken by a missing panel; {self.seconds:.1f} s"
         )
 
 
 def run_preprocessing(
     data_cfg: DataConfig, progress: bool = True, write_faces: bool = True, workers: int | None = None
 ) -> PreprocessReport:
-    """The whole preprocessing: read + filter boxes, sequences, face crops, split. Writes
+    """The whole preprocessing: read + filter boxes, panel sizes, face crops, sequences, split. Writes
 
-    ``data_cfg.sequence_path`` (original JSON format), ``split.json`` beside it, ``data_cfg.faces_path`` and its
-    ``_margin`` sibling. Returns a :class:`PreprocessReport`.
+    ``data_cfg.faces_path`` and its ``_margin`` sibling, then ``data_cfg.sequence_path`` (original JSON format)
+    and ``split.json`` beside it. The split settings are checked before anything is written. Annotated panels
+    that are not on disk and panels that do not decode are left out, counted and listed in the report, and no
+    window bridges them. Returns a :class:`PreprocessReport`.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     panel_root = resolve_path(data_cfg.panel_path)
     series = list_series(panel_root)
+    train_s, test_s = split_series(series, data_cfg)  # a split error stops the run before anything is written
+    train_s, val_s = holdout_val_series(train_s, data_cfg)
     ann = read_annotations(resolve_path(data_cfg.annot_path), series)
     rep = PreprocessReport(annotation_files=ann.files_read, boxes_read=ann.n_boxes, malformed_lines=len(ann.malformed),
                            malformed=[str(m) for m in ann.malformed[:20]], series=len(series))
@@ -363,46 +419,63 @@ def run_preprocessing(
     for s in series:
         on_disk.update(f"{s}/{n}" for n in listing[s])
     rep.panels_total = len(on_disk)
-    rep.unknown_panels = sum(1 for k in faces if k not in on_disk)
+    missing: dict[str, list[str]] = {}
+    for k in sorted((k for k in ann.boxes if k not in on_disk), key=natural_key):
+        missing.setdefault(k.split("/")[0], []).append(k.split("/", 1)[-1])
+    rep.missing = [f"{s}/{n}" for s, names in missing.items() for n in names][:20]
+    rep.missing_panels = sum(len(v) for v in missing.values())
     faces = {k: v for k, v in faces.items() if k in on_disk}
-    rep.panels_with_faces = len(faces)
-    root_str = str(panel_root)  # plain strings: a Path per panel costs more than reading its header
-    sizes = {k: _image_size(os.path.join(root_str, k)) for k in tqdm(faces, desc="panel sizes", unit="panel",
-                                                                     disable=not progress)}
+    sizes, bad = _panel_sizes(panel_root, faces, progress)
     rep.stage_seconds["sizes"] = time.perf_counter() - t_stage
-    t_stage = time.perf_counter()
+    if write_faces:
+        t_stage = time.perf_counter()
+        fp = resolve_path(data_cfg.faces_path)
+        good = {k: v for k, v in faces.items() if k not in bad}
+        rep.face_crops = write_face_crops(panel_root, good, fp, margin_faces_path(fp), workers=workers,
+                                          progress=progress, failed=bad)
+        rep.faces_path = str(fp)
+        rep.stage_seconds["faces"] = time.perf_counter() - t_stage
+    faces = {k: v for k, v in faces.items() if k not in bad}
+    rep.panels_with_faces = len(faces)
+    rep.undecodable_panels = len(bad)
+    rep.undecodable = [f"{k}: {bad[k]}" for k in sorted(bad, key=natural_key)[:20]]
 
+    t_stage = time.perf_counter()
     samples, counts = build_sequences(panel_root, faces, sizes, data_cfg.window_size, data_cfg.seed,
-                                      data_cfg.add_face_margin, series, listing)
+                                      data_cfg.add_face_margin, series, listing, missing)
     rep.windows, rep.samples = counts["windows"], len(samples)
-    seq_path = resolve_path(data_cfg.sequence_path)
-    write_sequences(seq_path, samples)
-    rep.sequence_path = str(seq_path)
+    rep.panel_gaps, rep.windows_broken = counts["panel_gaps"], counts["windows_broken"]
     rep.stage_seconds["sequences"] = time.perf_counter() - t_stage
     t_stage = time.perf_counter()
-
-    train_s, test_s = split_series(series, data_cfg)
-    train_s, val_s = holdout_val_series(train_s, data_cfg)
     train, test = split_samples(samples, data_cfg, series=series)
-    sp = split_path(data_cfg)
+    seq_path, sp = resolve_path(data_cfg.sequence_path), split_path(data_cfg)
+    write_sequences(seq_path, samples)
     tmp = sp.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"train": train_s, "val": val_s, "test": test_s}, indent=1))
     os.replace(tmp, sp)
-    rep.split_path = str(sp)
+    rep.sequence_path, rep.split_path = str(seq_path), str(sp)
     val_set = set(val_s)
     rep.train_series, rep.val_series, rep.test_series = len(train_s), len(val_s), len(test_s)
     rep.val_samples = sum(1 for s in train if s.series in val_set)
     rep.train_samples, rep.test_samples = len(train) - rep.val_samples, len(test)
     rep.stage_seconds["split"] = time.perf_counter() - t_stage
-    t_stage = time.perf_counter()
-
-    if write_faces:
-        fp = resolve_path(data_cfg.faces_path)
-        rep.face_crops = write_face_crops(panel_root, faces, fp, margin_faces_path(fp), workers=workers, progress=progress)
-        rep.faces_path = str(fp)
-        rep.stage_seconds["faces"] = time.perf_counter() - t_stage
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _panel_sizes(panel_root: Path, faces: dict[str, list[Box]], progress: bool) -> tuple[dict, dict[str, str]]:
+    """``({key: (W, H)}, {key: why it does not decode})`` of the panels holding faces, from their headers."""
+    from tqdm.auto import tqdm
+
+    root_str = str(panel_root)  # plain strings: a Path per panel costs more than reading its header
+    sizes, bad = {}, {}
+    for k in tqdm(faces, desc="panel sizes", unit="panel", disable=not progress):
+        try:
+            sizes[k] = _image_size(os.path.join(root_str, k))
+        except Exception as exc:  # noqa: BLE001 - an empty, truncated or non-image file is reported, not a crash
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            bad[k] = text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
+    return sizes, bad
 
 
 def split_summary(samples: Sequence[SequenceSample], split: dict[str, list[str]]) -> "pandas.DataFrame":  # noqa: F821
@@ -464,6 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(rep)
     for m in rep.malformed:
         print("  malformed:", m)
+    if rep.missing_panels or rep.undecodable_panels or rep.windows_broken:
+        print(rep.skipped())
     return 0
 
 
