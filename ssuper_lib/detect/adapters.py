@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data.comics import Annotations, read_annotation_file
+from ..storage import safe_torch_load
 from .base import Detection, ImageInput, open_rgb
 
 __all__ = ["AnnotationFileDetector", "AnimeFaceDetector", "TORCHVISION_ARCHS", "TorchvisionDetector"]
@@ -113,7 +114,7 @@ class TorchvisionDetector:
         import torch
         import torchvision
 
-        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+        ckpt = safe_torch_load(checkpoint, hint="pass a torchvision detector checkpoint (a state_dict, or {'model': ...})")
         state = ckpt
         meta: dict = {}
         if isinstance(ckpt, dict) and ("model" in ckpt or "state_dict" in ckpt):

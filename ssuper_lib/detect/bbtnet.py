@@ -45,6 +45,7 @@ from ..config import resolve_device
 from ..data.comics import Box
 from ..models.backbone import build_efficientnet, load_backbone_weights, resolve_backbone_weights
 from ..models.weights import state_dict_mismatch
+from ..storage import safe_torch_load
 from .base import Detection, open_rgb
 from .plots import plot_panel_detections
 
@@ -329,12 +330,14 @@ def load_bbtnet(checkpoint: str | os.PathLike, backbone: str | None = None, map_
 
     ``backbone`` (``resnet50`` / ``resnet152``) is inferred from the number of ``layer3`` blocks when None. A
     dict ``{"model" | "state_dict": ...}`` and a ``module.`` prefix (DataParallel) are accepted. Missing,
-    unexpected or mis-shaped keys raise ``ValueError`` naming the file and the first offending keys.
+    unexpected or mis-shaped keys raise ``ValueError`` naming the file and the first offending keys; an empty,
+    truncated or untrusted file raises :class:`~ssuper_lib.storage.CheckpointError` (one line naming it).
     """
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"BBTNet checkpoint {path} not found (e.g. FaceDetector's weights/final_mixed_r50.pth)")
-    state = torch.load(str(path), map_location=map_location, weights_only=True)
+    state = safe_torch_load(path, map_location=map_location,
+                            hint="copy FaceDetector's weights file (final_mixed_r50.pth) again")
     if isinstance(state, dict) and ("model" in state or "state_dict" in state) and not any(
         k.startswith("backbone.") for k in state
     ):

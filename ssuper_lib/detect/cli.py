@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -70,7 +71,11 @@ def _detector(a: argparse.Namespace, p: argparse.ArgumentParser) -> Detector:
 def main(argv: Sequence[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
-    det = _detector(a, p)
+    try:
+        det = _detector(a, p)
+    except (FileNotFoundError, ValueError) as exc:  # a missing, damaged or mismatched weights file: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     rep = run_detector(det, a.panels, a.out, shard=a.shard, conf_floor=a.conf_floor, batch_size=a.batch_size,
                        progress=not a.no_progress, overwrite=a.overwrite)
     print(rep)

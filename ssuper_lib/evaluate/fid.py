@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..data.pixels import to_uint8
+from ..storage import CheckpointError, safe_torch_load
 
 __all__ = [
     "INCEPTION_NAME",
@@ -273,11 +274,17 @@ def fid_kid_or_unavailable(
 
 def cached_features(cache_root: str | os.PathLike, cache_name: str, feature_extractor: str = INCEPTION_NAME,
                     layer: str = "2048") -> np.ndarray | None:
-    """Features torch-fidelity cached for ``cache_name`` (``<cache_root>/<name>-<extractor>-features-<layer>.pt``), or None."""
+    """Features torch-fidelity cached for ``cache_name`` (``<cache_root>/<name>-<extractor>-features-<layer>.pt``), or
+    None (then they are computed again): the file is a plain tensor, loaded with ``weights_only=True``; a file that
+    does not load so (damaged, or holding anything but tensors) is not used."""
     path = Path(cache_root) / f"{cache_name}-{feature_extractor}-features-{layer}.pt"
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False).double().numpy()
+    try:
+        feats = safe_torch_load(path)
+    except CheckpointError:
+        return None
+    return feats.double().numpy() if isinstance(feats, torch.Tensor) and feats.ndim == 2 else None
 
 
 def extract_features(

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.pixels import to_unit
-from ..storage import atomic_torch_save
+from ..storage import atomic_torch_save, safe_torch_load
 
 __all__ = ["IdentityClassifier", "random_shift", "train_identity_classifier", "cross_fit_identity"]
 
@@ -138,7 +138,7 @@ def cross_fit_identity(
         path = Path(cache_dir) / f"identity_{h.hexdigest()[:20]}.pt" if cache_dir is not None else None
         net = IdentityClassifier(len(classes))
         if path is not None and path.is_file():
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            net.load_state_dict(safe_torch_load(path, hint="delete this cache file: the classifier is trained again"))
             net.eval()
             out["cached"].append(True)
         else:

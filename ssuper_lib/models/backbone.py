@@ -48,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import resolve_path
+from ..storage import safe_torch_load
 
 __all__ = [
     "PanelEmbedder",
@@ -189,7 +190,7 @@ def resolve_backbone_weights(name: str, pretrained: Union[bool, str, Path]) -> P
 
 def load_backbone_weights(net: nn.Module, path: Path) -> None:
     """Load an EfficientNet ImageNet state dict into ``net`` (the classifier ``_fc`` is ignored)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_torch_load(path, hint="delete it and place the EfficientNet weights there again (docs/training.md)")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}

@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .weights import state_dict_mismatch
-from ..storage import atomic_torch_save
+from ..storage import CheckpointError, atomic_torch_save, safe_torch_load
 
 __all__ = [
     "SiameseBackbone",
@@ -180,10 +180,10 @@ def load_siamese(path: str | os.PathLike, map_location: str = "cpu") -> SiameseN
     if not path.is_file():
         raise FileNotFoundError(f"Siamese checkpoint {path} not found")
     try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: not a kit Siamese checkpoint ({str(exc).splitlines()[0]}); for the original's "
-                         f"whole-model pickle use load_original_siamese") from None
+        ckpt = safe_torch_load(path, map_location=map_location, hint="train or convert the Siamese model again")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (not a kit Siamese checkpoint; for the original's whole-model pickle use "
+                              f"load_original_siamese)") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path}: not a kit Siamese checkpoint (expected keys 'model' and 'config'); for the "
                          f"original's whole-model pickle use load_original_siamese")
