@@ -11,6 +11,9 @@ from .portable import resolve_result_path, run_dirs_from_results
 from .suite import evaluate_all, results_rows
 from .table import headline_markdown, plot_context_gain, write_results
 from ..config import resolve_path
+from ..data.comics import DataFileError
+from ..runs import is_run_dir
+from ..storage import CheckpointError
 from ..viz import save_figure
 
 __all__ = ["main"]
@@ -43,17 +46,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         dirs += run_dirs_from_results(resolve_path(args.results) if not Path(args.results).is_file() else args.results,
                                       args.runs_root)
-    missing = [str(d) for d in dirs if not d.is_dir()]
+    missing = [str(d) for d in dirs if not is_run_dir(d)]  # a folder without checkpoints/latest.pt or best.pt
     if missing or not dirs:
-        ap.error(f"not a run directory: {', '.join(missing)}" if missing else "give run directories or --results")
+        ap.error(f"not a run directory: {', '.join(missing)} (no checkpoints/latest.pt or best.pt in it; pass "
+                 f"runs/<NNNNN>-<name>/ of a training run that saved a checkpoint)" if missing
+                 else "give run directories or --results")
     kwargs: dict[str, Any] = {"device": args.device, "checkpoint": args.checkpoint}
     if args.fid_weights:
         kwargs["fid_weights"] = args.fid_weights
     if args.max_samples is not None:
         kwargs["max_samples"] = args.max_samples
-    result = evaluate_all(dirs, split=args.split, seed=args.seed, baselines=not args.no_baselines,
-                          reuse=not args.no_reuse, progress=True, label_free=not args.no_label_free,
-                          siamese_steps=args.siamese_steps, **kwargs)
+    try:
+        result = evaluate_all(dirs, split=args.split, seed=args.seed, baselines=not args.no_baselines,
+                              reuse=not args.no_reuse, progress=True, label_free=not args.no_label_free,
+                              siamese_steps=args.siamese_steps, **kwargs)
+    except (CheckpointError, DataFileError) as exc:  # a damaged checkpoint or data file: one line naming it
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     paths = write_results(results_rows(result), args.out, args.figures, table_rows=result["table"], runs_root=args.runs_root)
     import matplotlib
 
