@@ -47,6 +47,10 @@ def test_notebook_05_smoke(evaluated):
     assert (csv["n"] == 16).all() and (csv["n_series"] == csv.loc[0, "n_series"]).all()
     assert "lf_rho_vs_id_acc" in csv and "series bootstrap" in (tmp / "stats" / "results.md").read_text()
     assert "original protocol" in (tmp / "stats" / "results.md").read_text()
+    # the compact headline table is what the notebook shows (markdown, not a wide DataFrame cut with "...")
+    shown = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", []) if "data" in o]
+    md = [("".join(o["data"]["text/markdown"])) for o in shown if "text/markdown" in o["data"]]
+    assert any("| Model | PSNR dB | SSIM | identity % |" in m and "n = 16 test faces" in m for m in md)
     for name in ("05_results_table", "05_context_gain", "05_test_sequence_ci_plain_ssupergan"):
         assert (tmp / "figs" / f"{name}.png").is_file(), f"figure {name}.png missing"
     assert (run_dir / "eval" / "recon_examples.npz").is_file(), "notebook 05 exports the examples notebook 06 draws"

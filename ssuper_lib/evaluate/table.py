@@ -237,7 +237,7 @@ def results_markdown(table_rows: Sequence[dict]) -> str:
              "seed's own row):", "", full]
     if full_notes.reasons:
         parts += [""] + full_notes.lines()
-    return "\n".join(parts + [""] + _notes(table_rows)) + "\n"
+    return "\n".join(parts + [""] + ["* " + n for n in _notes(table_rows)]) + "\n"
 
 
 def write_results(rows: Sequence[dict], stats_dir: str | Path = "data_stats", figures_dir: str | Path = "figures",
