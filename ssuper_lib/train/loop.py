@@ -31,8 +31,9 @@ exact resume), :mod:`.monitor` (metrics.jsonl, sample sheets, validation, early 
 GPUs): a ``DistributedSampler`` shards the data and gradients are all-reduced before every optimiser step.
 
 **Run directories** ``<train.out_dir>/<NNNNN>-<name>/``: ``config.yaml`` (resolved), ``metrics.jsonl``,
-``samples/``, ``checkpoints/latest.pt`` (and ``best.pt`` with ``train.keep_best``), ``done.json`` once the
-run has finished.
+``samples/``, ``checkpoints/latest.pt`` and ``previous.pt`` (the one it replaced; resuming falls back to it when
+``latest.pt`` does not load), ``best.pt`` with ``train.keep_best``, ``done.json`` once the run has finished. A run
+that fails before its first step leaves no run directory behind.
 """
 
 from __future__ import annotations
