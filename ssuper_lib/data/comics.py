@@ -102,15 +102,17 @@ def panel_gaps(names: list[str], missing: Iterable[str] = ()) -> list[bool]:
     (e.g. annotated panels that are not on disk) sorts between the two. Pages themselves may be skipped."""
     nums = [_panel_number(n) for n in names]
     first = min((n[1] for n in nums if n is not None), default=0)
-    absent = sorted(natural_key(m) for m in missing)
-    gaps = []
-    for i in range(len(names) - 1):
-        a, b = nums[i], nums[i + 1]
-        gap = a is not None and b is not None and (b[1] != a[1] + 1 if a[0] == b[0] else b[1] != first)
-        if not gap and absent:
-            j = bisect.bisect_right(absent, natural_key(names[i]))
-            gap = j < len(absent) and absent[j] < natural_key(names[i + 1])
-        gaps.append(gap)
+    gaps = [a is not None and b is not None and (b[1] != a[1] + 1 if a[0] == b[0] else b[1] != first)
+            for a, b in zip(nums, nums[1:])]
+    missing = list(missing)
+    if missing and len(names) > 1:
+        absent = [_panel_number(m) for m in missing]
+        if None in nums or None in absent:  # names of another form: compare natural keys (slower)
+            nums, absent = [natural_key(n) for n in names], [natural_key(m) for m in missing]
+        for m in absent:  # between names[j - 1] and names[j]
+            j = bisect.bisect_left(nums, m)
+            if 0 < j < len(names) and nums[j] != m:
+                gaps[j - 1] = True
     return gaps
 
 
