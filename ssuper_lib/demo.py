@@ -15,11 +15,13 @@ import argparse
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 from .config import REPO_ROOT, load_config
+from .progress import ENV_PROGRESS_EVERY, format_seconds
 from .runs import latest_run, seed_run_name
 
 __all__ = ["DEMO_CONFIGS", "IPC_KERNEL_MANAGER", "run_demo", "main"]
@@ -68,6 +70,114 @@ DEMO_CONFIGS = (
 )
 
 
+# --------------------------------------------------------------------------------------------------
+# What the terminal shows while a notebook runs: a line per code cell, the cells' printed lines (the kit's
+# progress lines among them, every PROGRESS_EVERY seconds in long steps), and a "still running" line after
+# HEARTBEAT quiet seconds. Warnings (the kernels' stderr) and displayed tables and figures stay in the
+# executed notebooks.
+# --------------------------------------------------------------------------------------------------
+
+PROGRESS_EVERY = 15  # seconds between the progress lines of training, feature caching and evaluation
+HEARTBEAT = 25  # a "still running" line when nothing was printed for this long
+_WIDTH = 160  # longer printed lines are cut
+
+
+def _section(cells: list, index: int) -> str:
+    """The last markdown heading above cell ``index`` (its first line of code when there is none)."""
+    for cell in reversed(cells[:index]):
+        if cell.cell_type == "markdown":
+            heads = [ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")]
+            if heads:
+                return heads[-1]
+    lines = [ln for ln in cells[index].source.splitlines() if ln.strip()]
+    return lines[0][:60] if lines else ""
+
+
+class _Narrator:
+    """The demo's live lines for the notebook running now (one at a time)."""
+
+    def __init__(self):
+        self.label, self.cell, self.t_cell = "", "", 0.0
+        self.last = time.monotonic()
+        self.buffer = ""
+        self.lock = threading.Lock()
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def say(self, line: str) -> None:
+        with self.lock:
+            print(line[:_WIDTH], flush=True)
+            self.last = time.monotonic()
+
+    def start(self, label: str) -> None:
+        self.label, self.cell = label, ""
+
+    def cell_start(self, cells: list, index: int) -> None:
+        code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+        if index not in code:
+            return
+        self.cell = f"{self.label} cell {code.index(index) + 1}/{len(code)}"
+        self.t_cell = time.monotonic()
+        tags = cells[index].metadata.get("tags", [])
+        self.say(f"  {self.cell} · " + ("parameters" if "injected-parameters" in tags else _section(cells, index)))
+
+    def stop(self) -> None:
+        self.write("\n")
+        self.cell = ""
+
+    # papermill's stdout_file: the cells' printed lines, indented
+    def write(self, text: str) -> None:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            line = line.split("\r")[-1].rstrip()
+            if line:
+                self.say("      " + line)
+
+    def flush(self) -> None:
+        pass
+
+    def _heartbeat(self) -> None:
+        while True:
+            time.sleep(1.0)
+            if self.cell and time.monotonic() - self.last >= HEARTBEAT:
+                self.say(f"      ... still running: {self.cell}, {format_seconds(time.monotonic() - self.t_cell)} "
+                         "in this cell")
+
+
+_NARRATOR: _Narrator | None = None
+
+
+def _narrator() -> _Narrator:
+    global _NARRATOR
+    if _NARRATOR is None:
+        _NARRATOR = _Narrator()
+    return _NARRATOR
+
+
+def _register_engine() -> str:
+    """papermill's nbclient engine, telling :class:`_Narrator` when each cell starts; returns its name."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class DemoEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            start = nb_man.cell_start
+
+            def cell_start(cell, cell_index=None, **kw):
+                if cell_index is not None:
+                    _narrator().cell_start(nb_man.nb.cells, cell_index)
+                return start(cell, cell_index, **kw)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register(DEMO_ENGINE, DemoEngine)
+    return DEMO_ENGINE
+
+
+DEMO_ENGINE = "ssuper-demo"
+
+
 def _notebook(prefix: str) -> Path:
     found = sorted(NOTEBOOKS.glob(f"{prefix}_*.ipynb"))
     if not found:
@@ -87,12 +197,18 @@ def _execute(prefix: str, parameters: dict, tag: str = "") -> float:
     label = src.name + (f" [{tag}]" if tag else "")
     print(f"\n=== {label}  {params}", flush=True)
     t0 = time.perf_counter()
-    pm.execute_notebook(
-        str(src), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False,
-        kernel_manager_class=IPC_KERNEL_MANAGER,
-    )
+    narrator = _narrator()
+    narrator.start(src.name[:2] + (f" [{tag}]" if tag else ""))
+    try:
+        pm.execute_notebook(
+            str(src), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False,
+            kernel_manager_class=IPC_KERNEL_MANAGER, engine_name=_register_engine(), stdout_file=narrator,
+        )
+    finally:
+        narrator.stop()
     dt = time.perf_counter() - t0
-    print(f"=== {label} done in {dt:.0f} s (executed copy: {out.relative_to(REPO_ROOT)})", flush=True)
+    shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
+    print(f"=== {label} done in {format_seconds(dt)} (executed copy: {shown})", flush=True)
     return dt
 
 
@@ -108,6 +224,7 @@ def _finished_run(config: str, seed: int = 0) -> Path | None:
 def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0, seeds: int = 1) -> dict[str, float]:
     """Run the pipeline; returns seconds per step. ``seeds``: training seeds per demo model (0 .. seeds-1)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault(ENV_PROGRESS_EVERY, str(PROGRESS_EVERY))  # the kernels inherit it: progress lines
     if fresh:
         for p in (REPO_ROOT / DATA_ROOT, REPO_ROOT / "runs"):
             shutil.rmtree(p, ignore_errors=True)
@@ -138,22 +255,21 @@ def run_demo(fresh: bool = False, only: list[str] | None = None, seed: int = 0, 
 
 
 def _summary(times: dict[str, float]) -> None:
+    """Times per step, the headline results, then where everything is (the last lines)."""
     print("\n" + "=" * 72)
     print("SSuperGAN kit demo finished")
     for k, v in times.items():
-        print(f"  {k:<36s} {v:7.0f} s")
-    figs = sorted((REPO_ROOT / "figures").glob("*.png"))
-    stats = sorted((REPO_ROOT / "data_stats").glob("*.*"))
-    print(f"\nfigures/ ({len(figs)} files):")
-    for f in figs:
-        print(f"  {f.relative_to(REPO_ROOT)}")
-    print(f"data_stats/ ({len(stats)} files):")
-    for f in stats:
-        print(f"  {f.relative_to(REPO_ROOT)}")
+        print(f"  {k:<36s} {format_seconds(v):>8s}")
     results = REPO_ROOT / "data_stats" / "results.md"
-    if results.is_file():
-        print("\nResults (data_stats/results.md):\n" + results.read_text())
-    print(f"Executed notebooks: {EXECUTED.relative_to(REPO_ROOT)}/   Trained runs: runs/")
+    if results.is_file():  # the headline table: the part above "Every column"
+        print("\nResults (data_stats/results.md):\n" + results.read_text().split("\nEvery column")[0].rstrip())
+    figs = sorted((REPO_ROOT / "figures").glob("*.png"))
+    runs = sorted(p for p in (REPO_ROOT / "runs").glob("[0-9]*-*") if p.is_dir())
+    print("\nWhere things are:")
+    print("  results      data_stats/results.md (headline table, then every column), data_stats/results.csv (raw values)")
+    print(f"  figures      figures/ ({len(figs)} PNG files; notebook 06 regenerates them from saved artifacts)")
+    print(f"  runs         runs/ ({len(runs)} runs: metrics.jsonl, samples/, checkpoints/); tensorboard --logdir runs")
+    print(f"  notebooks    {EXECUTED.relative_to(REPO_ROOT)}/ (the executed copies, with every output)")
 
 
 def main(argv: list[str] | None = None) -> None:

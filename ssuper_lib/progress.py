@@ -4,7 +4,7 @@ With ``$SSUPER_PROGRESS_EVERY`` set to a number of seconds (``make demo`` sets 1
 (training steps, feature caching, evaluation) prints instead one line on stdout at most that often, plus
 one when it starts and one when it ends::
 
-    train demo_plain_ssupergan: step 450/3000 (15%), recon 0.0712 kl 0.0451, 7.1 step/s (57 samples/s), ETA 6m00s
+    train demo_plain_ssupergan: step 450/3000 (15%), 7.1 step/s (57 samples/s), 1m03s elapsed, ETA 6m00s, recon ...
 
 Unset (the default), a bar is ``tqdm.auto``'s: a widget in a notebook, a redrawn line in a terminal.
 :func:`note` prints a stage line in line mode only. Text lines suit a log file of a cluster job too:
@@ -75,8 +75,6 @@ class _LineBar(_std_tqdm):
         d = self.format_dict
         n, total, unit, elapsed = d["n"], d["total"], d["unit"], d["elapsed"]
         parts = [f"{d['prefix'] or 'progress'}: {unit} {n}" + (f"/{total} ({100 * n / total:.0f}%)" if total else "")]
-        if d.get("postfix"):
-            parts.append(str(d["postfix"]).replace("=", " ").replace(",", ""))
         rate = (n - self.initial) / elapsed if elapsed > 0 and n > self.initial else None
         if rate:
             speed = f"{rate:.3g} {unit}/s" if rate < 100 else f"{rate:.0f} {unit}/s"
@@ -89,6 +87,8 @@ class _LineBar(_std_tqdm):
             parts.append(f"{format_seconds(elapsed)} elapsed, ETA {format_seconds((total - n) / rate)}")
         elif n > self.initial:
             parts.append(f"{format_seconds(elapsed)} elapsed")
+        if d.get("postfix"):  # last: the losses of a training bar
+            parts.append(str(d["postfix"]).replace("=", " ").replace(",", ""))
         print(", ".join(parts), file=sys.stdout, flush=True)
         return True
 
