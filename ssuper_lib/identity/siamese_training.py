@@ -47,6 +47,7 @@ from ..data.comics import natural_key
 from ..models.siamese import (DIFFERENT, MARGIN, SAME, SAME_THRESHOLD, SiameseNetwork, contrastive_loss, embed_faces,
                              faces_to_unit, load_original_siamese, load_siamese, pair_distance, save_siamese)
 from ..preprocess.sequences import square_face_box
+from ..progress import progress_bar
 from ..runs import make_run_dir
 
 __all__ = [
@@ -278,8 +279,6 @@ def train_siamese(
     recorded. With ``out_dir`` a run directory ``<out_dir>/<NNNNN>-<name>/`` receives ``config.json``,
     ``metrics.jsonl`` and ``checkpoints/siamese.pt`` (load it with :func:`ssuper_lib.models.siamese.load_siamese`).
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     dev = resolve_device(device)
     torch.manual_seed(seed)
@@ -301,7 +300,7 @@ def train_siamese(
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
-    bar = tqdm(range(steps), desc="siamese", unit="step", disable=not progress)
+    bar = progress_bar(range(steps), desc="siamese (label-free identity)", unit="step", disable=not progress)
     model.train()
     for step in bar:
         sl = slice(step * batch_size, (step + 1) * batch_size)
@@ -320,7 +319,7 @@ def train_siamese(
             d = pair_distance(e[: len(y)], e[len(y):])
             acc = float(((d < SAME_THRESHOLD) == (y == SAME)).float().mean())
         log({"kind": "train", "step": step + 1, "loss": float(loss.detach()), "pair_acc": acc})
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", acc=f"{acc:.2f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", acc=f"{acc:.2f}", refresh=False)
         if val is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             res = pair_accuracy(model, val, n_pairs=val_pairs, seed=seed + 1)
             val_res = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}
