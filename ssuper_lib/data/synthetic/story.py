@@ -33,11 +33,13 @@ class _Story:
         self.scene_seen: set[str] = set()
         self.page = page_settings(rr) if realism.print_effects else None
         self.n_extra = 0
+        self.costume_offset = float(rr.random())
         self.detection = {"true_positives": 0, "kept": 0, "faces": 0}
         # a close-up panel holds one face: the panel probability that gives ``closeup_rate`` of the faces
         # (faces per other panel: about 1.6 cast faces, plus about 1.4 extras in a share of the panels)
         r, m = realism.closeup_rate, 1.6 + 1.4 * realism.extra_face_panel_rate
-        self.p_closeup = r * m / (1.0 - r + r * m) if r > 0 else 0.0
+        # (about 7% of the tries fail: a panel without a character, or a face that found no room at that size)
+        self.p_closeup = min(1.0, r * m / (1.0 - r + r * m) / 0.93) if r > 0 else 0.0
         self.p_long = min(1.0, realism.longshot_rate / max(1e-9, 1.0 - realism.closeup_rate))
         # extras are tried in the panels that are no close-up; about 85% of the tries find room
         self.p_extra = min(1.0, realism.extra_face_panel_rate / ((1.0 - self.p_closeup) * 0.85))
@@ -57,7 +59,10 @@ class _Story:
             self.scene_seen.add(cid)
             if cid in self.appeared:
                 self.counter.add("costume_pairs")
-                if self.rr.random() < self.realism.costume_change_rate:
+                # balanced draws: after n pairs floor(rate * n + offset) have changed, so every series changes
+                # at the rate (not just on average) and the choice of pairs still looks random
+                due = int(np.floor(self.realism.costume_change_rate * self.counter.n["costume_pairs"] + self.costume_offset))
+                if due > self.counter.n["costume_changed"]:
                     self.outfit[cid] = changed_outfit(self.rr, self.outfit[cid])
                     self.counter.add("costume_changed")
         return dressed(ch, self.outfit[cid])
