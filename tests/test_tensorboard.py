@@ -70,6 +70,7 @@ def _assert_same_as_metrics(run_dir: Path) -> dict[str, list[int]]:
     return steps
 
 
+@pytest.mark.slow
 def test_event_files_match_metrics_and_a_resume_continues_the_curves(data_root, tmp_path):
     # a run stopped by a non-finite loss at step 5: checkpoints at 2 and 4, steps 1-4 logged
     cfg = _config(data_root, tmp_path, "train.max_steps=8", "train.inject_nan_at=5")
@@ -93,6 +94,7 @@ def test_event_files_match_metrics_and_a_resume_continues_the_curves(data_root, 
     assert "tensorboard: auto" in config_text and "max_steps: 8" in config_text
 
 
+@pytest.mark.slow
 def test_resume_from_an_earlier_checkpoint_hides_what_came_after(data_root, tmp_path):
     """Resuming from step 2 of a run that logged up to step 4 (as a run killed after its step-2 checkpoint):
     TensorBoard shows each step once (the resumed run's event file purges the older steps 3 and 4)."""
@@ -109,6 +111,7 @@ def test_resume_from_an_earlier_checkpoint_hides_what_came_after(data_root, tmp_
     assert steps["train/recon"] == [1, 2, 3, 4] and steps["val/val_mse"] == [2, 4]
 
 
+@pytest.mark.slow
 def test_off_writes_nothing_and_true_needs_the_package(data_root, tmp_path, monkeypatch):
     res = train(_config(data_root, tmp_path, "train.max_steps=2", "train.tensorboard=false"), progress=False)
     assert not (res.run_dir / TB_DIR).exists()
