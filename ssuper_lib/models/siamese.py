@@ -16,9 +16,9 @@ Differences from the original: its module imported a missing ``networks.mlp`` (d
 ``forward`` took a ``(x1, x2, labels)`` batch - here ``forward(x)`` embeds one batch (``forward_once``), which is
 what retrieval needs; the feature size follows the input size instead of a hard-coded 2048. The original saved
 the trained network whole with ``torch.save(model)`` (a pickle naming its classes). :func:`load_original_siamese`
-reads such a file without running code from it: a restricted unpickler maps the original's class paths to inert
-records, accepts tensors and plain containers only, and the weights are then loaded strictly into
-:class:`SiameseNetwork`.
+reads such a file without running code from it: torch's own ``weights_only=True`` loader, with exactly the
+original's class paths allow-listed as inert records, accepts tensors and plain containers only, and the weights
+are then loaded strictly into :class:`SiameseNetwork`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import enum
 import math
 import os
 import pickle
-import types
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -214,62 +214,88 @@ ORIGINAL_CLASS_PATHS: dict[tuple[str, str], str] = {
     ("networks.siamese.mlp", "MLP"): "ssuper_lib.models.siamese.MLP",
     ("networks.mlp", "MLP"): "ssuper_lib.models.siamese.MLP",
 }
-_TORCH_MODULE_PREFIXES = ("torch.nn.modules.", "torchvision.models.resnet")
+# The torch layers the original's two trunks (BASIC, ResNet-18 children) and its MLP are built from; they too
+# become inert records. Tensors, OrderedDict and set are in torch's own weights_only allow-list.
+_TORCH_LAYER_PATHS = (
+    ("torch.nn.modules.container", "Sequential"),
+    ("torch.nn.modules.container", "ModuleList"),
+    ("torch.nn.modules.conv", "Conv2d"),
+    ("torch.nn.modules.batchnorm", "BatchNorm2d"),
+    ("torch.nn.modules.activation", "ReLU"),
+    ("torch.nn.modules.pooling", "MaxPool2d"),
+    ("torch.nn.modules.padding", "ReflectionPad2d"),
+    ("torch.nn.modules.linear", "Linear"),
+    ("torchvision.models.resnet", "BasicBlock"),
+)
 
 
 class OriginalPickleError(pickle.UnpicklingError):
-    """The file names something outside the whitelist (or is not the original's Siamese pickle)."""
+    """The file names something outside the allow-list (or is not the original's Siamese pickle)."""
 
 
 class _Record:
-    """An inert stand-in for a pickled ``nn.Module``: pickle sets its ``__dict__``; nothing else runs."""
+    """An inert stand-in for a pickled ``nn.Module``: the unpickler sets its ``__dict__``; nothing else runs."""
 
     kit_class = ""
+
+    def __new__(cls, *args, **kwargs):  # a pickled module is rebuilt without arguments (NEWOBJ, then BUILD)
+        if args or kwargs:
+            raise OriginalPickleError(f"{cls.__module__}.{cls.__name__} is rebuilt with arguments")
+        return super().__new__(cls)
 
     def __reduce__(self):  # never re-pickled
         raise TypeError("_Record is not picklable")
 
 
-def _record_class(path: str) -> type:
-    return type("Record", (_Record,), {"kit_class": path})
+def _named(obj, module: str, name: str):
+    # torch's allow-list keys an entry by ``__module__`` + ``__name__`` (2.5, 2.6) or ``__qualname__`` (later)
+    obj.__module__, obj.__name__, obj.__qualname__ = module, name, name
+    return obj
 
 
-def _safe_globals() -> dict[tuple[str, str], object]:
-    from torch._utils import _rebuild_parameter, _rebuild_tensor_v2
-
-    return {
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("collections", "OrderedDict"): OrderedDict,
-        ("builtins", "set"): set,
-        ("__builtin__", "set"): set,  # protocol-2 pickles name the Python 2 module
-    }
+def _record_class(module: str, name: str, kit_class: str) -> type:
+    return _named(type(name, (_Record,), {"kit_class": kit_class}), module, name)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """find_class: the original's classes -> records, torch layers -> records, tensor rebuilders, OrderedDict."""
+def _backbone_from(module: str, name: str):
+    def backbone(value):  # the pickled enum is rebuilt as SiameseBackbone(value)
+        try:
+            return SiameseBackbone(value)
+        except ValueError:
+            raise OriginalPickleError(f"{module}.{name}({value!r}) is not a SiameseBackbone") from None
 
-    def find_class(self, module: str, name: str):
-        key = (module, name)
-        if key in ORIGINAL_CLASS_PATHS:
-            target = ORIGINAL_CLASS_PATHS[key]
-            return SiameseBackbone if target.endswith("SiameseBackbone") else _record_class(target)
-        safe = _safe_globals()
-        if key in safe:
-            return safe[key]
-        if module.startswith(_TORCH_MODULE_PREFIXES) and name[:1].isupper():
-            return _record_class(f"{module}.{name}")
-        raise OriginalPickleError(f"refusing to load {module}.{name}: the file may only hold the original Siamese network "
-                                  f"(its classes, torch layers and tensors)")
+    return _named(backbone, module, name)
 
 
-def _restricted_load(f, **kwargs):
-    return _RestrictedUnpickler(f, **kwargs).load()
+def _allowed_globals() -> list:
+    """What :func:`read_original_pickle` allow-lists for ``torch.load(weights_only=True)``, exactly these names."""
+    out = []
+    for (module, name), target in ORIGINAL_CLASS_PATHS.items():
+        out.append(_backbone_from(module, name) if target.endswith("SiameseBackbone")
+                   else _record_class(module, name, target))
+    out += [_record_class(module, name, f"{module}.{name}") for module, name in _TORCH_LAYER_PATHS]
+    return out
 
 
-# what torch.load's ``pickle_module`` needs (``Unpickler`` for zip files, ``load`` for the legacy format)
-_pickle_module = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=_restricted_load,
-                                       __name__="ssuper_restricted_pickle")
+_ALLOWED_GLOBALS = _allowed_globals()
+_NAMED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_INNER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.*)")
+
+
+def _refusal(path: Path, exc: BaseException) -> OriginalPickleError:
+    """One line for a file torch's weights_only unpickler refused (never torch's advice to turn it off)."""
+    text = str(exc)
+    m = _NAMED_GLOBAL.search(text)
+    if m:
+        return OriginalPickleError(f"{path}: refusing to load {m.group(1)}: the file may only hold the original "
+                                   f"Siamese network (its classes, torch layers and tensors)")
+    inner = _INNER_ERROR.search(text)
+    reason = (inner.group(1) if inner else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
+    reason = reason.split(" Please ")[0].split(" Re-running ")[0].strip()
+    if "weights_only" in reason:  # torch's own advice, not a reason
+        reason = type(exc).__name__
+    return OriginalPickleError(f"{path}: refused: {reason} (the file may only hold the original Siamese network: "
+                               f"its classes, torch layers and tensors)")
 
 
 def _collect(record, prefix: str, out: dict) -> None:
@@ -295,9 +321,10 @@ def read_original_pickle(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if not path.is_file():
         raise FileNotFoundError(f"original Siamese model {path} not found")
     try:
-        root = torch.load(str(path), map_location="cpu", pickle_module=_pickle_module, weights_only=False)
-    except OriginalPickleError as exc:
-        raise OriginalPickleError(f"{path}: {exc}") from None
+        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
+            root = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
     if not isinstance(root, _Record) or not root.kit_class.endswith("SiameseNetwork"):
         raise OriginalPickleError(f"{path}: expected a pickled SiameseNetwork, found {type(root).__name__}")
     state: dict[str, torch.Tensor] = {}
