@@ -165,7 +165,7 @@ class ExemplarGenerator(nn.Module):
 
 
 def selection_target(cand_face: torch.Tensor, cand_valid: torch.Tensor, null_face: torch.Tensor,
-                     face: torch.Tensor, size: int = 4) -> torch.Tensor:
+                     face: torch.Tensor, size: int = 4, null_margin: float = 1.0) -> torch.Tensor:
     """(B,) index in [0, 1 + C) of the slot whose face is nearest to the true ``face``; slot 0 is the null
     candidate (``null_face``, (3, F, F)).
 
@@ -173,6 +173,8 @@ def selection_target(cand_face: torch.Tensor, cand_valid: torch.Tensor, null_fac
     and clothes colours, which is what identifies a character, and not the exact pose. At full resolution
     (``size`` = F) a blurry null face is nearer than a misaligned face of the right character for about half
     of the samples, and the selection learns to answer "not in context" when the character is there.
+    ``null_margin`` multiplies the null face's error: above 1 a candidate must be that much nearer than the
+    null face to lose (printed, turned or greyscale faces are far from every candidate, right or wrong).
     """
     def pooled(x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-3]
@@ -183,6 +185,8 @@ def selection_target(cand_face: torch.Tensor, cand_valid: torch.Tensor, null_fac
 
     f = pooled(face)  # (B, D)
     err_null = (pooled(null_face[None]) - f).square().mean(1, keepdim=True)  # (B, 1)
+    if null_margin != 1.0:
+        err_null = err_null * null_margin
     if cand_face.shape[1]:
         err = (pooled(cand_face) - f[:, None]).square().mean(2)  # (B, C)
         err = err.masked_fill(~cand_valid, float("inf"))
