@@ -3,8 +3,9 @@
 # more and more like real ones (docs/data.md "Realism", docs/results.md "The realism ladder").
 #   bash scripts/realism_ladder.sh [SEED ...]           (default: 0)
 # For each data seed and preset in $PRESETS (default "clean real hard"): generate the data set with that
-# preset, preprocess it, train the four demo models ($TRAIN_SEEDS training seeds, default "0"), evaluate them
-# beside the baselines. Writes data/ladder/<preset>-seed<S>/, runs/*-ladder_<preset>_s<S>_*,
+# preset, preprocess it, train the four demo models and Robust Exemplar-SSuperGAN ($TRAIN_SEEDS training
+# seeds, default "0"; with $MULTI_SEED_CONFIGS only those configs get them), evaluate them beside the
+# baselines. Writes data/ladder/<preset>-seed<S>/, runs/*-ladder_<preset>_s<S>_*,
 # data_stats/ladder/<preset>-seed<S>/results.{csv,md}, figures/ladder/<preset>-seed<S>/; then one table
 # and figure over all of them: data_stats/ladder/ladder.{csv,md} and figures/realism_ladder.png.
 # Finished runs and evaluations are reused, so an interrupted ladder continues where it stopped.
@@ -14,7 +15,10 @@ PY=${PY:-.venv/bin/python}
 SEEDS=("${@:-0}")
 read -r -a PRESET_LIST <<< "${PRESETS:-clean real hard}"
 read -r -a TRAIN_SEED_LIST <<< "${TRAIN_SEEDS:-0}"
-CONFIGS=(demo_plain_ssupergan demo_bilstm_ssupergan demo_plain_ssupervae demo_plain_ssuper_exemplar)
+CONFIGS=(demo_plain_ssupergan demo_bilstm_ssupergan demo_plain_ssupervae demo_plain_ssuper_exemplar
+         demo_plain_ssuper_exemplar_robust)
+# configs trained with every seed of $TRAIN_SEEDS (default: all); the others train seed 0 only
+read -r -a MULTI <<< "${MULTI_SEED_CONFIGS:-${CONFIGS[*]}}"
 t0=$(date +%s)
 
 for SEED in "${SEEDS[@]}"; do
@@ -29,7 +33,9 @@ for SEED in "${SEEDS[@]}"; do
     [ -f "$ROOT/split.json" ] || $PY -m ssuper_lib.preprocess configs/data/synthetic.yaml "${DATA[@]}" --no-faces --no-progress
     runs=()
     for c in "${CONFIGS[@]}"; do
-      for ts in "${TRAIN_SEED_LIST[@]}"; do
+      seeds=(0)
+      [[ " ${MULTI[*]} " == *" $c "* ]] && seeds=("${TRAIN_SEED_LIST[@]}")
+      for ts in "${seeds[@]}"; do
         name=ladder_${PRESET}_s${SEED}_$c$([ "$ts" = 0 ] || echo "_seed$ts")
         run=$(ls -d runs/*-"$name" 2>/dev/null | tail -n 1 || true)
         if [ -z "$run" ] || [ ! -f "$run/done.json" ]; then

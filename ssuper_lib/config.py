@@ -148,6 +148,7 @@ class ModelConfig:
     exemplar_width: int = 16  # Exemplar-SSuperGAN: base width of the crop encoders and the exemplar generator
     exemplar_dropout: float = 0.0  # Exemplar-SSuperGAN: dropout in the MLP of the "metric+mlp" scorer
     exemplar_target_size: int = 4  # Exemplar-SSuperGAN: side of the pooled faces the selection target compares (64 = pixel MSE)
+    exemplar_null_margin: float = 1.0  # Exemplar-SSuperGAN: the selection target's null face loses unless a candidate is this much nearer (1 = plain nearest)
     exemplar_scorer: str = "metric"  # Exemplar-SSuperGAN: metric (learned weighted nearest-surroundings) | metric+mlp
     exemplar_hard: bool = True  # Exemplar-SSuperGAN: draw from the arg-max exemplar (straight-through); false = soft mix
     vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
@@ -272,6 +273,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.lstm_dropout": (0.0, 1.0),
     "model.fc_dropout": (0.0, 1.0),
     "model.exemplar_target_size": (1, None),
+    "model.exemplar_null_margin": (1.0, None),
     "model.exemplar_dropout": (0.0, 1.0),
     "train.batch_size": (1, None),
     "train.epochs": (0, None),

@@ -39,7 +39,9 @@ _VARIANT_NAMES = {
 def model_label(cfg: ExperimentConfig) -> str:
     """The original table's model name, e.g. "Bi-LSTM-SSuperGAN"; "Exemplar-SSuperGAN" for the variant beyond it."""
     if cfg.model.variant == "ssuper_exemplar":
-        return "Exemplar-SSuperGAN"
+        # the design chosen on the realism presets: the MLP scorer and a null margin in the selection target
+        robust = cfg.model.exemplar_scorer == "metric+mlp" and cfg.model.exemplar_null_margin > 1.0
+        return "Robust Exemplar-SSuperGAN" if robust else "Exemplar-SSuperGAN"
     return f"{_ENCODER_NAMES.get(cfg.model.seq_encoder, cfg.model.seq_encoder)}-{_VARIANT_NAMES.get(cfg.model.variant, cfg.model.variant)}"
 
 

@@ -344,7 +344,7 @@ class ExemplarObjective(GANObjective):
             # z is always sampled here, whatever train.sample_z says
             fake, _, recon, kl, kl_w = self.elbo(batch, step, sample_z=True, generate=exemplar_face)
             target = selection_target(batch["cand_face"], batch["cand_valid"].bool(), model.null_face.detach(), face,
-                                      model.cfg.exemplar_target_size)
+                                      model.cfg.exemplar_target_size, model.cfg.exemplar_null_margin)
             select = F.cross_entropy(out["logits"].float(), target)
             d_loss = gan_d_loss(model.local_disc(face), model.local_disc(fake.detach()), tc.gan_loss)
         out_l = self.check(step, recon=recon, kl=kl, select=select, d_local=d_loss,
