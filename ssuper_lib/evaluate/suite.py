@@ -42,7 +42,7 @@ from .portable import portable_row, resolved_row
 from .run import evaluate_run, json_default
 from .scoring import interval_fields
 from .seeds import aggregate_seeds
-from ..config import ExperimentConfig, resolve_path
+from ..config import ExperimentConfig, load_config, resolve_path
 from ..data.datasets import read_split
 from ..identity.label_free import embed, label_free_identity, validate_against_identity
 from ..identity.siamese_training import cached_siamese, synthetic_identity_faces
@@ -92,7 +92,11 @@ def baseline_config(run_dirs: Sequence[str | Path]) -> ExperimentConfig:
     """The config the baselines are computed with: the first Exemplar-SSuperGAN run's (its candidates per
     panel, ``model.exemplar_k``, and its crop size, ``model.exemplar_ctx_size``, are the baselines' too, so
     the learned selector and the untrained rules see the same candidates), else the first run's."""
-    cfgs = [load_run(rd)[0] for rd in run_dirs]
+    def config_of(rd) -> ExperimentConfig:  # the run's resolved config.yaml; the checkpoint's when it has none
+        f = Path(rd) / "config.yaml"
+        return load_config(f) if f.is_file() else load_run(rd)[0]
+
+    cfgs = [config_of(rd) for rd in run_dirs]
     return next((c for c in cfgs if c.model.variant == "ssuper_exemplar"), cfgs[0])
 
 

@@ -19,8 +19,8 @@ variant, registered beside the nine as ``ssuper_exemplar``, adds the mechanism t
 The model keeps the whole SSuperGAN (panel encoder, latent head, DCGAN generator for prior samples,
 local discriminator), so it trains in the same engine with the same losses, plus a selection loss on the
 attention logits whose target is the candidate nearest to the true face in coarse colour layout, or the null
-candidate when none is nearer than the null face (self-supervised: no identity labels are used, so it
-applies to real COMICS as is).
+candidate when none is nearer than the null face (self-supervised: no identity labels are used, so it can be
+computed on real COMICS; how well it works there is not measured, see docs/results.md "The realism ladder").
 """
 
 from __future__ import annotations
