@@ -78,5 +78,10 @@ def test_ladder_table_and_figure(tmp_path):
     fig = tmp_path / "ladder.png"
     assert ladder_main([str(root), "--clean", str(tmp_path / "demo" / "results.csv"), "--figure", str(fig)]) == 0
     assert fig.stat().st_size > 1000 and (root / "ladder.md").read_text() == md
+    _table(root / "clean-seed0" / "results.csv", [("Robust Exemplar-SSuperGAN", "model", 0.8, 12.5),
+                                                  ("Baseline: nearest context face", "baseline", 0.55, 10.1)])
+    clean = collect_ladder(root, tmp_path / "demo" / "results.csv")
+    clean = clean[clean["preset"] == "clean"]
+    assert sorted(clean["model"]) == ["Baseline: nearest context face", "Exemplar-SSuperGAN", "Robust Exemplar-SSuperGAN"]
     shutil.rmtree(root)
     assert ladder_main([str(root), "--clean", str(tmp_path / "none.csv"), "--figure", str(fig)]) == 2

@@ -38,8 +38,9 @@ def collect_ladder(root: str | Path, clean_results: str | Path | None = None) ->
         m = _FOLDER.match(folder.name)
         if m and (folder / "results.csv").is_file():
             tables[(m["preset"], int(m["seed"]))] = folder / "results.csv"
-    if ("clean", 0) not in tables and clean_results is not None and Path(clean_results).is_file():
-        tables[("clean", 0)] = Path(clean_results)
+    demo = Path(clean_results) if clean_results is not None and Path(clean_results).is_file() else None
+    if ("clean", 0) not in tables and demo is not None:
+        tables[("clean", 0)] = demo
     if not tables:
         raise FileNotFoundError(f"no <preset>-seed<S>/results.csv under {root}; run scripts/realism_ladder.sh first")
     cols = ["model", "kind", "n", "n_series", "train_seeds", "psnr", "psnr_lo", "psnr_hi", "id_acc", "id_acc_lo",
@@ -48,6 +49,12 @@ def collect_ladder(root: str | Path, clean_results: str | Path | None = None) ->
     for (preset, seed), path in tables.items():
         df = pd.read_csv(path)
         df = df[df["kind"].isin(_KINDS)]
+        if (preset, seed) == ("clean", 0) and demo is not None and path != demo:
+            # the demo's models (trained on the same data: the clean preset writes the demo's files) join the
+            # rows evaluated here, e.g. a variant the demo does not train
+            extra = pd.read_csv(demo)
+            extra = extra[extra["kind"].isin(_KINDS) & ~extra["model"].isin(set(df["model"]))]
+            df = pd.concat([extra, df], ignore_index=True)
         for _, r in df.iterrows():
             row = {"preset": preset, "data_seed": seed, "source": str(path)}
             row.update({c: r.get(c) for c in cols})
