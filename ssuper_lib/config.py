@@ -150,6 +150,7 @@ class ModelConfig:
     exemplar_target_size: int = 4  # Exemplar-SSuperGAN: side of the pooled faces the selection target compares (64 = pixel MSE)
     exemplar_null_margin: float = 1.0  # Exemplar-SSuperGAN: the selection target's null face loses unless a candidate is this much nearer (1 = plain nearest)
     exemplar_scorer: str = "metric"  # Exemplar-SSuperGAN: metric (learned weighted nearest-surroundings) | metric+mlp
+    exemplar_output: str = "paint"  # Exemplar-SSuperGAN: paint (the residual generator's face) | copy (the selected exemplar itself)
     exemplar_hard: bool = True  # Exemplar-SSuperGAN: draw from the arg-max exemplar (straight-through); false = soft mix
     vae_output: str = "tanh"  # IntroVAE decoder output: tanh (kit default, faces in [-1,1]) | none (original: unbounded)
 
@@ -240,6 +241,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.checkpoint": ("best", "latest"),
     "model.variant": ("ssupervae", "ssupergan", "ssuperglobalgan", "ssupervae_ca", "ssuper_exemplar"),
     "model.exemplar_scorer": ("metric", "metric+mlp"),
+    "model.exemplar_output": ("paint", "copy"),
     "model.seq_encoder": ("plain", "lstm", "bilstm", "convlstm"),
     "model.gen_norm": ("batch", "instance", "layer"),
     "model.disc_norm": ("batch", "instance", "layer", "none"),

@@ -273,3 +273,17 @@ def test_selector_has_its_own_optimiser_at_select_lr():
     assert {id(p) for p in obj.params["selector"]} == selector
     assert not selector & {id(p) for p in obj.params["generator"]}, "selector parameters must not be in two optimisers"
     assert obj.opts["selector"].param_groups[0]["lr"] == 0.05 and obj.opts["generator"].param_groups[0]["lr"] == 0.001
+
+
+def test_copy_output_is_the_selected_exemplar_whatever_the_generator():
+    """``model.exemplar_output: copy`` returns the selected context face itself (texture kept), even when the
+    residual generator has learned to paint on it."""
+    cfg = load_config("configs/models/ci_plain_ssuper_exemplar.yaml", ["model.exemplar_output=copy"])
+    model = build_model(cfg.model, cfg.data.panel_size).eval()
+    torch.nn.init.normal_(model.exemplar_generator.out.weight, std=0.5)  # a generator that blurs or paints
+    b = _batch()
+    with torch.no_grad():
+        out = model.exemplar_forward(torch.zeros(4, cfg.model.latent_dim), b)
+        painted = model.exemplar_generator(out["exemplar"], torch.zeros(4, cfg.model.exemplar_dim + cfg.model.latent_dim))
+    assert torch.equal(out["face"], out["exemplar"])
+    assert not torch.allclose(painted, out["exemplar"])

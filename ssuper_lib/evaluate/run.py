@@ -41,7 +41,8 @@ def model_label(cfg: ExperimentConfig) -> str:
     if cfg.model.variant == "ssuper_exemplar":
         # the design chosen on the realism presets: the MLP scorer and a null margin in the selection target
         robust = cfg.model.exemplar_scorer == "metric+mlp" and cfg.model.exemplar_null_margin > 1.0
-        return "Robust Exemplar-SSuperGAN" if robust else "Exemplar-SSuperGAN"
+        name = "Robust Exemplar-SSuperGAN" if robust else "Exemplar-SSuperGAN"
+        return name + (" (copied exemplar)" if cfg.model.exemplar_output == "copy" else "")
     return f"{_ENCODER_NAMES.get(cfg.model.seq_encoder, cfg.model.seq_encoder)}-{_VARIANT_NAMES.get(cfg.model.variant, cfg.model.variant)}"
 
 

@@ -207,6 +207,7 @@ class SSuperExemplar(SSuperGAN):
         self.attention = ExemplarAttention(d, cfg.exemplar_width, cfg.exemplar_dropout, cfg.exemplar_scorer)
         self.exemplar_generator = ExemplarGenerator(d + cfg.latent_dim, cfg.exemplar_width, cfg.img_size)
         self.hard = cfg.exemplar_hard
+        self.copy = cfg.exemplar_output == "copy"
 
     @property
     def null_face(self) -> nn.Parameter:
@@ -233,6 +234,8 @@ class SSuperExemplar(SSuperGAN):
         exemplar = (w[:, :, None, None, None] * faces).sum(1)  # (B, 3, F, F)
         v = (w[:, :, None] * feats).sum(1)  # (B, d)
         face = self.exemplar_generator(exemplar, torch.cat([v, z], 1))
+        if self.copy:  # the selected context face itself (its texture kept: printed faces are halftone dots)
+            face = exemplar
         return {"face": face, "logits": logits, "attn": attn, "exemplar": exemplar}
 
     def generate_for(self, z: torch.Tensor, batch: dict | None = None) -> torch.Tensor:
