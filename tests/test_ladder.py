@@ -85,3 +85,22 @@ def test_ladder_table_and_figure(tmp_path):
     assert sorted(clean["model"]) == ["Baseline: nearest context face", "Exemplar-SSuperGAN", "Robust Exemplar-SSuperGAN"]
     shutil.rmtree(root)
     assert ladder_main([str(root), "--clean", str(tmp_path / "none.csv"), "--figure", str(fig)]) == 2
+
+
+def test_extras_are_unknown_characters_in_the_ground_truth_match(tmp_path):
+    """An extra (a face of no cast member: empty character in ground_truth.csv) is an unknown target and
+    never a context character, so it counts in neither identity accuracy nor the in-context subgroups."""
+    from ssuper_lib.data.comics import SequenceSample
+    from ssuper_lib.data.datasets import match_ground_truth
+
+    gt = tmp_path / "ground_truth.csv"
+    gt.write_text("panel,x1,y1,x2,y2,character,series\n"
+                  "0/0_0.jpg,10,10,50,50,0_1,0\n0/0_0.jpg,100,10,140,50,,0\n"
+                  "0/0_1.jpg,10,10,50,50,,0\n0/0_2.jpg,10,10,50,50,0_1,0\n0/0_2.jpg,100,10,140,50,,0\n")
+    box = [10, 10, 50, 50]
+    s_cast = SequenceSample(["0/0_0.jpg", "0/0_1.jpg", "0/0_2.jpg"], [box] * 3, [box] * 3)
+    s_extra = SequenceSample(["0/0_0.jpg", "0/0_1.jpg", "0/0_2.jpg"], [box] * 3, [box, box, [100, 10, 140, 50]])
+    a, b = match_ground_truth([s_cast, s_extra], gt)
+    assert a["target_character"] == "0_1" and b["target_character"] is None
+    assert a["context_characters"] == [{"0_1"}, set(), set()]
+    assert b["context_characters"] == [{"0_1"}, set(), {"0_1"}]
