@@ -123,8 +123,9 @@ def match_counts(kept: list[Box], truth, iou_thold: float = 0.5) -> tuple[int, i
     for b in sorted(kept, key=lambda b: -b.conf):
         best, j_best = iou_thold, -1
         for j, t in enumerate(truth):
-            if j not in used and _iou(b.as_list(), t) >= best:
-                best, j_best = _iou(b.as_list(), t), j
+            iou = _iou(b.as_list(), t) if j not in used else 0.0
+            if iou >= best:
+                best, j_best = iou, j
         if j_best >= 0:
             used.add(j_best)
             tp += 1
