@@ -122,6 +122,22 @@ def test_ssim_matches_skimage_on_uint8_range():
     assert M.ssim_per_image(x, y)[1] == pytest.approx(want, abs=1e-12)
 
 
+def test_batched_ssim_equals_skimage_per_image():
+    """The batched SSIM is scikit-image's, image by image: faces, out-of-range values, an odd small size."""
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(3)
+    for shape in ((5, 3, 64, 64), (2, 3, 9, 13)):
+        x = torch.rand(shape, generator=g) * 2.4 - 1.2  # some values outside [-1, 1]: clamped first
+        y = (x + 0.2 * torch.randn(shape, generator=g)).clamp(-1, 1)
+        a = ((x.clamp(-1, 1).double() + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+        b = ((y.double() + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+        want = [structural_similarity(p, q, data_range=255.0, channel_axis=-1) for p, q in zip(a, b)]
+        np.testing.assert_allclose(M.ssim_per_image(x, y), want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="at least 7x7"):
+        M.ssim_per_image(torch.zeros(1, 3, 6, 8), torch.zeros(1, 3, 6, 8))
+
+
 def test_original_protocol_psnr_differs_from_per_image_mean_as_defined():
     # Batch 1 holds two images with squared errors e1, e2 (constant offsets), batch 2 one image with e3.
     target = torch.zeros(3, 3, 4, 4)
@@ -151,6 +167,12 @@ def test_panel_psnr_outside_box_is_exact():
     coords = torch.tensor([[4, 12, 8, 16], [0, 32, 0, 32]])
     got = M.panel_psnr_per_image(panels, faces, coords)
     assert got[0] > got[1], "a small pasted box changes less of the panel than a full-panel box"
+    # the box-only sum is the whole panel's PSNR, also for a box that crosses the border
+    coords = torch.tensor([[4, 12, 8, 16], [-3, 9, 25, 40]])
+    from ssuper_lib.models.discriminator import paste_faces
+
+    want = M.psnr_per_image(paste_faces(panels, faces, coords), panels)
+    np.testing.assert_allclose(M.panel_psnr_per_image(panels, faces, coords), want, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------

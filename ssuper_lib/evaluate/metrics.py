@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.pixels import to_unit255
-from ..models.discriminator import paste_faces
+from ..models.discriminator import box_list, paste_faces
 
 __all__ = [
     "psnr_per_image",
@@ -79,21 +79,35 @@ def psnr_original_protocol(pred: torch.Tensor, target: torch.Tensor, batch_size:
 
 
 def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, **kwargs) -> np.ndarray:
-    """Per-image SSIM of [-1, 1] RGB batches (B, 3, H, W) -> (B,), by scikit-image.
+    """Per-image SSIM of [-1, 1] RGB batches (B, 3, H, W) -> (B,), scikit-image's definition.
 
-    ``skimage.metrics.structural_similarity`` on [0, 255] float images (clamped, not rounded) with
-    ``data_range=255`` and ``channel_axis=-1`` (mean over channels), default 7x7 uniform window; extra
-    keyword arguments go to scikit-image (e.g. ``gaussian_weights=True``).
+    The value of ``skimage.metrics.structural_similarity`` on [0, 255] float images (clamped, not rounded)
+    with ``data_range=255`` and ``channel_axis=-1`` (mean over channels) and its default 7x7 uniform window
+    with sample covariances: computed here for the whole batch at once in float64 (equal to scikit-image's to
+    float rounding, tested; scikit-image crops the 3-pixel border its filters pad, so a 7x7 average pool
+    without padding gives the same local statistics). Extra keyword arguments (e.g.
+    ``gaussian_weights=True``) call scikit-image itself, one image at a time.
     """
-    from skimage.metrics import structural_similarity
-
     _check_pair(pred, target)
-    a = to_unit255(pred).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, C)
-    b = to_unit255(target).permute(0, 2, 3, 1).cpu().numpy()
-    return np.array(
-        [structural_similarity(x, y, data_range=255.0, channel_axis=-1, **kwargs) for x, y in zip(a, b)],
-        dtype=np.float64,
-    )
+    a, b = to_unit255(pred), to_unit255(target)  # (B, C, H, W) float64
+    if kwargs:
+        from skimage.metrics import structural_similarity
+
+        a, b = a.permute(0, 2, 3, 1).cpu().numpy(), b.permute(0, 2, 3, 1).cpu().numpy()
+        return np.array([structural_similarity(x, y, data_range=255.0, channel_axis=-1, **kwargs)
+                         for x, y in zip(a, b)], dtype=np.float64)
+    win = 7
+    if min(a.shape[-2:]) < win:
+        raise ValueError(f"SSIM needs images of at least {win}x{win} pixels, got {tuple(a.shape[-2:])}")
+    n, c = a.shape[:2]
+    x, y = a.reshape(n * c, 1, *a.shape[-2:]), b.reshape(n * c, 1, *b.shape[-2:])
+    stats = torch.nn.functional.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y], 1), win, stride=1)
+    ux, uy, uxx, uyy, uxy = stats.unbind(1)
+    cov_norm = win * win / (win * win - 1.0)  # sample covariance, as scikit-image's default
+    vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.reshape(n, c, -1).mean(2).mean(1).cpu().numpy()
 
 
 def panel_psnr_per_image(
@@ -105,8 +119,17 @@ def panel_psnr_per_image(
     ``mask_coords`` (B, 4) = (y1, y2, x1, x2). The paste is the models' ``paste_faces`` (bilinear resize
     to the box), so the panel outside the box is exact and the number mixes face error with box size.
     """
+    H, W = gt_panels.shape[-2:]
     pasted = paste_faces(gt_panels, faces, mask_coords)  # (B, 3, H, W)
-    return psnr_per_image(pasted, gt_panels)
+    # outside its box a pasted panel equals the true one exactly: square errors summed over the box only
+    sse = np.zeros(len(gt_panels))
+    for i, (y1, y2, x1, x2) in enumerate(box_list(mask_coords, H, W)):
+        cy1, cy2, cx1, cx2 = max(y1, 0), min(y2, H), max(x1, 0), min(x2, W)
+        d = to_unit255(pasted[i, :, cy1:cy2, cx1:cx2]) - to_unit255(gt_panels[i, :, cy1:cy2, cx1:cx2])
+        sse[i] = float((d * d).sum())
+    mse = sse / float(gt_panels[0].numel())
+    with np.errstate(divide="ignore"):
+        return 20.0 * np.log10(255.0 / np.sqrt(mse))
 
 
 # --------------------------------------------------------------------------------------------------
