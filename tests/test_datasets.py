@@ -381,3 +381,22 @@ def test_loaded_panels_do_not_alias_the_decode_buffer(tiny_synthetic, cfg_300):
     for j, other in enumerate(samples[1:6]):  # other panels decode into the same buffer
         ds._load_panel(other.panels[-1], other.crops[-1], j + 1, other.faces[-1])
     assert torch.equal(first, kept)
+
+
+@pytest.mark.parametrize("order", ["chronological", "masked_first"])
+def test_without_context_panels_only_the_masked_panel_is_decoded(handmade, order):
+    """The evaluation reads the context from cached features: the masked panel, its face and the true panel are
+    those of a full item, and the context panels are NaN, never a stale or wrong panel."""
+    root, seq = handmade
+    samples = read_sequences(seq)
+    full = PanelSequenceDataset(root, samples, panel_size=(64, 80), return_gt_panel=True, panel_order=order)
+    last = PanelSequenceDataset(root, samples, panel_size=(64, 80), return_gt_panel=True, panel_order=order)
+    last.context_panels = False
+    masked = 0 if order == "masked_first" else -1
+    for i in range(len(full)):
+        a, b = full[i], last[i]
+        assert torch.equal(a["panels"][masked], b["panels"][masked])
+        for k in ("face", "mask", "mask_coords", "gt_panel"):
+            assert torch.equal(a[k], b[k]), k
+        ctx = [j for j in range(3) if j != masked % 3]
+        assert torch.isnan(b["panels"][ctx]).all() and not torch.isnan(a["panels"]).any()

@@ -217,6 +217,9 @@ class PanelSequenceDataset(Dataset):
         self.return_gt_panel = return_gt_panel
         self.seed = int(seed)
         self.epoch = 0  # augmentation draws depend on it (set_epoch)
+        # False: only the last (masked) panel is decoded and the context panels are NaN; for callers that read
+        # the context from cached backbone features (the evaluation), so three decodes become one
+        self.context_panels = True
 
     def set_epoch(self, epoch: int) -> None:
         """Use the augmentation draws of ``epoch`` (the training loop calls this before every epoch)."""
@@ -384,6 +387,9 @@ class PanelSequenceDataset(Dataset):
         face_t = None
         for j, (rel, crop) in enumerate(zip(sample.panels, sample.crops)):
             last = j == n - 1
+            if not (last or self.context_panels):
+                panels[j].fill_(float("nan"))  # not decoded: anything that reads it gives NaN, never a wrong face
+                continue
             panel, face_u8 = self._load_panel(rel, crop, index, sample.faces[j] if last else None)
             _to_unit(panel, panels[j])  # (3, H, W) uint8 -> float in [-1, 1], one pass
             if last:

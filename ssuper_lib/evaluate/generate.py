@@ -8,6 +8,8 @@ series, :func:`ssuper_lib.data.shuffle.derangement_across_groups`) and their gro
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -279,6 +281,9 @@ def generate_split(model: nn.Module, cfg: ExperimentConfig, ctx: dict, inputs: R
     """Faces of every evaluated sample from its true context, from a sampled z when the original protocol
     did so (:func:`original_protocol_samples_z`, seeded by ``seed``) and from shuffled context."""
     ds, indices, partners, masked_pos = ctx["ds"], ctx["indices"], ctx["partners"], inputs.masked_pos
+    if inputs.feats is not None and getattr(ds, "context_panels", False):  # the context comes from the features
+        ds = copy.copy(ds)
+        ds.context_panels = False
     loader = DataLoader(PairedSamples(ds, indices, partners, masked_pos, load_partners=inputs.feats is None),
                         batch_size=cfg.eval.batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     faces = SplitFaces(len(indices), cfg.data.face_size, partners is not None)

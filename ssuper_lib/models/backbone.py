@@ -23,7 +23,9 @@ Differences from the original code:
 * **Faster kernels, same function** (:func:`use_fast_kernels`). The package's ``MemoryEfficientSwish`` is a
   Python autograd function whose backward takes six elementwise passes; ``nn.SiLU`` is the same function
   with one fused kernel each way and saves the same single tensor. Symmetric static "same" padding is
-  folded into the convolution instead of a separate ``ZeroPad2d`` copy. The EfficientNet runs in
+  folded into the convolution instead of a separate ``ZeroPad2d`` copy. Lite0's ReLU6 clamps the fresh
+  batch-norm output in place (nothing else reads it; the same values, and no freshly allocated output
+  tensor: 1.8x faster Lite0 at 160 px on a 2-core CPU). The EfficientNet runs in
   ``channels_last`` memory format (oneDNN's native layout on CPU, tensor-core layout on GPU). At the
   README config (B5, 300 px, 6 panels) forward + backward is ~1.6x faster on a 2-core CPU; outputs agree
   to float rounding (<= 1e-3 absolute on the feature map). Parameters keep their names and shapes, so
